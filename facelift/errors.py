@@ -1,0 +1,33 @@
+"""Errors meant for the user: one line naming the file (or setting) and the problem, never a traceback."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+
+class InputError(Exception):
+    """Bad input data: a corrupt or missing image, a malformed camera file, a degenerate rig, a NaN batch..."""
+
+    def __init__(self, path: str | Path | None, problem: str):
+        self.path, self.problem = path, problem
+        super().__init__(f"{path}: {problem}" if path is not None else problem)
+
+
+class MissingWeightsError(Exception):
+    """A pretrained file the config points to is absent; the message says which file and how to obtain it."""
+
+
+def exit_on_user_error(main):
+    """Wrap a CLI entry point: user errors print one line on stderr and exit with status 2."""
+
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except (InputError, MissingWeightsError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+
+    return wrapper

@@ -1,0 +1,82 @@
+"""The one image I/O module: read any common image file as float RGB(A) in [0, 1], write PNGs atomically."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+
+from facelift.errors import InputError
+
+Image.MAX_IMAGE_PIXELS = 64_000_000  # refuse decompression bombs, allow 6000x4000 photos and larger
+
+
+def read_image(path: str | Path, min_size: int = 2) -> Tensor:
+    """Read an image as ``[C, H, W]`` float32 in [0, 1]: C = 4 when the file has alpha, else 3.
+
+    Grayscale, palette and 16-bit files are converted; a missing, truncated, non-image or tiny file raises
+    `InputError` naming the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "image file not found")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            arr = _to_float_array(im)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise InputError(path, f"not a readable image ({type(err).__name__}: {err})") from None
+    if min(arr.shape[:2]) < min_size:
+        raise InputError(path, f"image is {arr.shape[1]}x{arr.shape[0]} pixels, too small to use")
+    return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+
+
+def _to_float_array(im: Image.Image) -> np.ndarray:  # [H, W, 3|4] float32 in [0, 1]
+    has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16/32-bit grayscale: keep the precision, then scale
+        a = np.asarray(im, dtype=np.float32)
+        a = a / (65535.0 if a.max() > 255 or im.mode.startswith("I;16") else 255.0)
+        return np.repeat(np.clip(a, 0, 1)[..., None], 3, axis=-1)
+    im = im.convert("RGBA" if has_alpha else "RGB")
+    return np.asarray(im, dtype=np.float32) / 255.0
+
+
+def composite(rgba: Tensor, background: Tensor | float | tuple[float, float, float]) -> Tensor:
+    """RGBA ``[..., 4, H, W]`` over a background colour -> RGB ``[..., 3, H, W]``; RGB passes through."""
+    if rgba.shape[-3] == 3:
+        return rgba
+    bg = torch.as_tensor(background, dtype=rgba.dtype, device=rgba.device)
+    bg = bg.reshape(*bg.shape, 1, 1) if bg.dim() >= 1 else bg
+    rgb, alpha = rgba[..., :3, :, :], rgba[..., 3:, :, :]
+    return rgb * alpha + bg * (1 - alpha)
+
+
+def to_uint8(image: Tensor) -> np.ndarray:
+    """``[C, H, W]`` float in [0, 1] -> ``[H, W, C]`` uint8 (rounded, clamped)."""
+    return (image.detach().float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+
+
+def write_image(path: str | Path, image: Tensor | np.ndarray) -> Path:
+    """Write a PNG (or any PIL format by suffix) atomically: a reader never sees a half-written file.
+
+    ``image`` is ``[C, H, W]`` float in [0, 1] (C = 1, 3 or 4) or an ``[H, W(, C)]`` uint8 array.
+    """
+    path = Path(path)
+    arr = to_uint8(image) if isinstance(image, Tensor) else np.asarray(image)
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        Image.fromarray(arr).save(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
