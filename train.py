@@ -1,0 +1,19 @@
+"""Train a system: `python train.py [experiment=NAME] [key=value ...]` (see conf/train.yaml)."""
+
+import hydra
+from omegaconf import DictConfig
+
+from facelift.errors import exit_on_user_error
+from facelift.run import register_resolvers, train
+
+register_resolvers()
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+@exit_on_user_error
+def main(cfg: DictConfig) -> float | None:
+    return train(cfg)
+
+
+if __name__ == "__main__":
+    main()
