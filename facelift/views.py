@@ -16,6 +16,7 @@ class Views:
     masks: Tensor  # [B, V, 1, H, W] foreground in [0, 1]
     cameras: Cameras  # batch shape [B, V], sized like the images
     index: Tensor  # [B, V, 2] long: (view id within the sample, sample id in the dataset)
+    background: Tensor | None = None  # [B, 3] colour the images were composited over (None: white)
 
     def __post_init__(self) -> None:
         b, v = self.images.shape[:2]
@@ -32,13 +33,20 @@ class Views:
         """A subset of the views of every sample: ``idx`` is a slice or a list/tensor of view positions."""
         if not isinstance(idx, slice):
             idx = torch.as_tensor(idx, dtype=torch.long, device=self.images.device)
-        return Views(self.images[:, idx], self.masks[:, idx], self.cameras[:, idx], self.index[:, idx])
+        return Views(self.images[:, idx], self.masks[:, idx], self.cameras[:, idx], self.index[:, idx], self.background)
 
     def to(self, device) -> "Views":
-        return Views(self.images.to(device), self.masks.to(device), self.cameras.to(device), self.index.to(device))
+        bg = None if self.background is None else self.background.to(device)
+        return Views(self.images.to(device), self.masks.to(device), self.cameras.to(device), self.index.to(device), bg)
+
+    def background_or_white(self) -> Tensor:  # [B, 3]
+        if self.background is not None:
+            return self.background
+        return self.images.new_ones(self.images.shape[0], 3)
 
     @staticmethod
     def collate(samples: list["Views"]) -> "Views":
         """Stack per-sample Views (batch dim 1 each, as the datasets return them) into one batch."""
+        bgs = [s.background_or_white() for s in samples]
         return Views(torch.cat([s.images for s in samples]), torch.cat([s.masks for s in samples]),
-                     Cameras.cat([s.cameras for s in samples]), torch.cat([s.index for s in samples]))
+                     Cameras.cat([s.cameras for s in samples]), torch.cat([s.index for s in samples]), torch.cat(bgs))
