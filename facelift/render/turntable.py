@@ -1,0 +1,49 @@
+"""Turntable orbits as FaceLift renders them: a ring of cameras around the origin, Z up, starting at the front.
+
+The front is the camera on -Y (azimuth 270 deg), where FaceLift's first inference camera sits ((0, -2.7, 0)); the
+azimuth then grows, i.e. the camera moves counter-clockwise seen from +Z.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from facelift.cameras import Cameras, look_at
+from facelift.gaussians import Gaussians
+from facelift.render.renderer import Backend, render
+
+
+def orbit_cameras(num_frames: int = 150, width: int = 512, height: int | None = None, radius: float = 2.7,
+                  elevation_deg: float = 20.0, hfov_deg: float = 50.0, start_azimuth_deg: float = 270.0) -> Cameras:
+    """``num_frames`` cameras ``[N]`` evenly spaced over one turn, looking at the origin with +Z up.
+
+    Focal length from the horizontal field of view: fx = fy = (W / 2) / tan(hfov / 2) (548.99 px at 512 and 50 deg);
+    principal point at the image centre.
+    """
+    height = height or width
+    az = torch.deg2rad(start_azimuth_deg + torch.arange(num_frames, dtype=torch.float64) * 360.0 / num_frames)
+    el = math.radians(elevation_deg)
+    eye = torch.stack([radius * math.cos(el) * az.cos(), radius * math.cos(el) * az.sin(),
+                       torch.full_like(az, radius * math.sin(el))], dim=-1)  # [N, 3]
+    c2w = look_at(eye, torch.zeros(3, dtype=eye.dtype), torch.tensor([0.0, 0.0, 1.0], dtype=eye.dtype))
+    f = 0.5 * width / math.tan(math.radians(hfov_deg) / 2)
+    intrinsics = torch.tensor([f, f, width / 2, height / 2], dtype=torch.float64).expand(num_frames, 4)
+    return Cameras(c2w.float(), intrinsics.float().contiguous(), width, height)
+
+
+@torch.no_grad()
+def render_turntable(gaussians: Gaussians, cameras: Cameras, background: Tensor | float = 1.0,
+                     backend: Backend = "auto", chunk: int = 16) -> Tensor:
+    """Frames ``[N, 3, H, W]`` (CPU, float in [0, 1]) of one cloud (batch size 1) seen from ``cameras`` ``[N]``.
+
+    Views are rendered ``chunk`` at a time to bound memory.
+    """
+    if gaussians.batch_size != 1:
+        raise ValueError(f"render_turntable renders one cloud; got a batch of {gaussians.batch_size}")
+    cameras = cameras.to(gaussians.means.device)
+    frames = [render(gaussians, cameras[i:i + chunk][None], background, backend).rgb[0].clamp(0, 1).cpu()
+              for i in range(0, len(cameras), chunk)]
+    return torch.cat(frames)

@@ -1,0 +1,56 @@
+"""Video and contact-sheet output for rendered frame sequences (turntables)."""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import imageio_ffmpeg
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from facelift.image_io import to_uint8, write_image
+
+
+def write_mp4(path: str | Path, frames: Tensor, fps: int = 30, quality: int = 8) -> Path:
+    """Write frames ``[N, 3, H, W]`` (float in [0, 1]) as an H.264 mp4, atomically.
+
+    yuv420p (what every player reads) needs even sizes: an odd edge is padded by repeating the last row/column.
+    ``quality`` is imageio-ffmpeg's 0-10 scale.
+    """
+    path = Path(path)
+    frames = F.pad(frames, (0, frames.shape[-1] % 2, 0, frames.shape[-2] % 2), mode="replicate")
+    height, width = frames.shape[-2:]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".mp4")
+    os.close(fd)
+    try:
+        writer = imageio_ffmpeg.write_frames(tmp, (width, height), fps=fps, quality=quality, codec="libx264",
+                                             pix_fmt_out="yuv420p", macro_block_size=1)
+        writer.send(None)  # start the encoder
+        for frame in frames:
+            writer.send(np.ascontiguousarray(to_uint8(frame)))
+        writer.close()
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_contact_sheet(path: str | Path, frames: Tensor, count: int = 8, columns: int = 4) -> Path:
+    """A PNG grid of ``count`` frames evenly spaced through ``frames`` ``[N, 3, H, W]``, ``columns`` per row."""
+    count = min(count, len(frames))
+    picks = frames[torch.linspace(0, len(frames) - 1, count).round().long()]  # [count, 3, H, W]
+    rows = math.ceil(count / columns)
+    columns = min(columns, count)
+    pad = rows * columns - count
+    if pad:
+        picks = torch.cat([picks, picks.new_ones(pad, *picks.shape[1:])])
+    _, c, h, w = picks.shape
+    grid = picks.reshape(rows, columns, c, h, w).permute(2, 0, 3, 1, 4).reshape(c, rows * h, columns * w)
+    return write_image(path, grid)
