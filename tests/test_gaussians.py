@@ -64,7 +64,8 @@ def test_bad_ply_files_raise_input_error_naming_the_file(tmp_path):
     path = save_ply(tmp_path / "g.ply", _random(10, 0))
     vertex = PlyData.read(str(path))["vertex"].data
     keep = [n for n in vertex.dtype.names if n != "scale_1"]
-    PlyData([PlyElement.describe(recfunctions.repack_fields(vertex[keep]), "vertex")]).write(str(tmp_path / "short.ply"))
+    short = PlyElement.describe(recfunctions.repack_fields(vertex[keep]), "vertex")
+    PlyData([short]).write(str(tmp_path / "short.ply"))
     with pytest.raises(InputError, match="scale_1"):
         load_ply(tmp_path / "short.ply")
 

@@ -97,7 +97,8 @@ def _sequential_reference(g: Gaussians, cams: Cameras, bg: torch.Tensor):
 def _random_scene(b=2, n=300, v=3, h=21, w=27, seed=1, degree=2):
     gen = torch.Generator().manual_seed(seed)
     r = lambda *s: torch.randn(*s, generator=gen)  # noqa: E731
-    g = Gaussians(r(b, n, 3) * 0.3, r(b, n, 4), r(b, n, 3) * 0.5 - 2.5, r(b, n) * 2 + 3, r(b, n, (degree + 1) ** 2, 3) * 0.3)
+    sh = r(b, n, (degree + 1) ** 2, 3) * 0.3
+    g = Gaussians(r(b, n, 3) * 0.3, r(b, n, 4), r(b, n, 3) * 0.5 - 2.5, r(b, n) * 2 + 3, sh)
     az = torch.rand(b, v, generator=gen) * 2 * math.pi
     eye = torch.stack([2 * az.cos(), 2 * az.sin(), torch.rand(b, v, generator=gen)], -1)
     c2w = look_at(eye, torch.zeros(3), torch.tensor([0.0, 0.0, 1.0]))

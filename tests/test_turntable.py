@@ -20,8 +20,8 @@ def test_orbit_cameras_look_at_the_origin_with_z_up_starting_at_the_front():
     torch.testing.assert_close(centres.norm(dim=-1), torch.full((12,), 2.7))
     torch.testing.assert_close(centres[:, 2], torch.full((12,), 2.7 * math.sin(math.radians(20))))
     torch.testing.assert_close(cams.forward, -centres / 2.7)  # every camera looks at the origin
-    torch.testing.assert_close(centres[0], torch.tensor([0.0, -2.7 * math.cos(math.radians(20)), 2.7 * math.sin(math.radians(20))]),
-                               atol=1e-6, rtol=0)
+    front = torch.tensor([0.0, -2.7 * math.cos(math.radians(20)), 2.7 * math.sin(math.radians(20))])
+    torch.testing.assert_close(centres[0], front, atol=1e-6, rtol=0)
     right = cams.c2w[:, :3, 0]
     assert right[:, 2].abs().max() < 1e-6  # no roll: the image x axis stays horizontal
     assert (cams.up[:, 2] > 0.9).all()  # image up is world +Z (tilted by the 20 deg elevation)

@@ -47,7 +47,7 @@ def quat_to_rotmat(quats: Tensor) -> Tensor:
 
 def project(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, cameras: Cameras,
             near: float, far: float) -> Projected:
-    """Project Gaussians ``[B, N, ...]`` into cameras ``[B, V]``; images are flattened to I = B*V, view-major per sample."""
+    """Project Gaussians ``[B, N, ...]`` into cameras ``[B, V]``; images are flattened to I = B*V (view-major)."""
     b, n = means.shape[:2]
     v = cameras.batch_shape[1]
     w2c = cameras.w2c.reshape(b, v, 4, 4)

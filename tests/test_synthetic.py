@@ -1,0 +1,56 @@
+"""Synthetic scenes and rigs: the human ring equals the public sample's, the mouse rig looks like the lab's raw one."""
+
+import json
+import math
+
+import torch
+
+from conftest import SAMPLE
+from facelift.cameras import Cameras
+from facelift.data.synthetic import human_rig, make_sample, mouse_rig
+from facelift.render import render
+
+
+def test_human_rig_is_the_public_samples_ring(fixtures_dir):
+    frames = json.loads((SAMPLE / "gslrm" / "sample_000" / "opencv_cameras.json").read_text())["frames"]
+    w2c = torch.tensor([f["w2c"] for f in frames], dtype=torch.float64)
+    intrinsics = torch.tensor([[f["fx"], f["fy"], f["cx"], f["cy"]] for f in frames])
+    sample = Cameras.from_w2c(w2c, intrinsics.double(), 512, 512)
+    rig = human_rig(32, 512)
+    torch.testing.assert_close(rig.c2w.double(), sample.c2w, atol=2e-6, rtol=0)
+    torch.testing.assert_close(rig.intrinsics, intrinsics)
+
+
+def test_mouse_rig_is_uneven_off_centre_and_tilted():
+    cams, raw_from_subject = mouse_rig(torch.Generator().manual_seed(5), width=144)
+    assert len(cams) == 6 and (cams.width, cams.height) == (144, 128)
+    fx, fy, cx, cy = cams.intrinsics.unbind(-1)
+    assert ((fx > 202) & (fx < 206) & (fy > 203) & (fy < 207)).all() and (cx == 72).all() and (cy == 64).all()
+    subject = torch.tensor([0.0, 0.0, 0.12])
+    dist = (cams.centers - subject).norm(dim=-1)
+    assert dist.min() > 1.75 and dist.max() < 3.55 and dist.max() - dist.min() > 0.2
+    azimuth = torch.sort(torch.atan2(cams.centers[:, 1], cams.centers[:, 0])).values
+    gaps = torch.diff(torch.cat([azimuth, azimuth[:1] + 2 * math.pi]))
+    assert gaps.max() - gaps.min() > math.radians(5)  # not a regular ring
+    elevation = torch.rad2deg(torch.asin((cams.centers[:, 2] - subject[2]) / dist))
+    assert elevation.min() > 5 and elevation.max() < 35
+    tilt = math.degrees(math.acos(raw_from_subject[2, 2].item()))
+    assert 3 - 1e-3 <= tilt <= 8 + 1e-3  # the raw frame's Z is not the true up
+    assert 0.3 - 1e-6 <= raw_from_subject[:3, 3].norm() <= 0.8 + 1e-6  # nor its origin at the animal
+
+
+def test_samples_are_deterministic_varied_and_consistent_with_their_cameras():
+    a, b = make_sample("mouse", seed=3, size=72), make_sample("mouse", seed=3, size=72)
+    assert torch.equal(a.images, b.images) and torch.equal(a.cameras.c2w, b.cameras.c2w)
+    c = make_sample("mouse", seed=4, size=72)
+    assert (a.images - c.images).abs().max() > 0.5
+    assert a.images.shape == (6, 4, 64, 72)
+    alpha = a.images[:, 3]
+    assert ((alpha > 0.5).float().mean(dim=(1, 2)) > 0.01).all()  # the animal is seen by every camera
+    # what was written (raw-frame cameras) renders the raw-frame scene into the same images
+    again = render(a.gaussians, a.cameras[None], 0.0)
+    torch.testing.assert_close(again.alpha[0], a.images[:, 3:], atol=1e-3, rtol=0)
+    human = make_sample("human", seed=0, size=48, num_views=4)
+    assert human.images.shape == (4, 4, 48, 48)
+    fg = human.images[:, 3] > 0.5
+    assert (fg.float().mean(dim=(1, 2)) > 0.1).all() and not fg[:, 0, :].any()  # a bust that fits in the frame
