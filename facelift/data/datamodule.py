@@ -1,0 +1,74 @@
+"""`MultiViewDataModule`: train / val / test `MultiViewDataset`s from file lists, batched with `Views.collate`.
+
+Instantiated from ``conf/data/*.yaml``; every argument is a key there (documented in those files).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import lightning as L
+from torch.utils.data import DataLoader
+
+from facelift.data.multiview import MultiViewDataset, PhotometricAugmentation
+from facelift.data.rig import RigNormalization
+from facelift.data.sample_folder import read_file_list
+from facelift.views import Views
+
+
+class MultiViewDataModule(L.LightningDataModule):
+    def __init__(self, data_dir: str | Path, train_list: str, val_list: str, test_list: str | None = None, *,
+                 num_views: int, num_input_views: int, target_has_input: bool, image_size: int,
+                 resize_mode: str = "pad", background_color: str | float = "white", mask_threshold: float = 0.98,
+                 view_sampling: str = "random", maximize_view_overlap: bool = False,
+                 view_overlap_angle: float = 86.0, normalize_cameras: RigNormalization | Mapping | None = None,
+                 augmentation: PhotometricAugmentation | Mapping | None = None, skip_bad_samples: bool = False,
+                 batch_size_per_gpu: int = 2, num_workers: int = 0):
+        super().__init__()
+        if not target_has_input and num_views <= num_input_views:
+            raise ValueError(f"num_views={num_views} leaves no target view beside {num_input_views} inputs and "
+                             "target_has_input is false")
+        self.data_dir = Path(data_dir)
+        self.lists = {"train": train_list, "val": val_list, "test": test_list or val_list}
+        # read by the GS-LRM system (interpolated from the data config)
+        self.num_input_views, self.target_has_input = num_input_views, target_has_input
+        self.batch_size, self.num_workers = batch_size_per_gpu, num_workers
+        self.dataset_args = dict(
+            num_views=num_views, num_input_views=num_input_views, image_size=image_size, resize_mode=resize_mode,
+            background_color=background_color, mask_threshold=mask_threshold, view_sampling=view_sampling,
+            maximize_view_overlap=maximize_view_overlap, view_overlap_angle=view_overlap_angle,
+            normalize_cameras=normalize_cameras, augmentation=augmentation, skip_bad_samples=skip_bad_samples)
+        probe = MultiViewDataset([], **self.dataset_args)  # check every setting now, not in a worker later
+        self.dataset_args.update(normalize_cameras=probe.normalize, augmentation=probe.augmentation)
+        self.datasets: dict[str, MultiViewDataset] = {}
+
+    def list_path(self, split: str) -> Path:
+        """A list given relative is taken relative to ``data_dir``."""
+        path = Path(self.lists[split])
+        return path if path.is_absolute() else self.data_dir / path
+
+    def dataset(self, split: str) -> MultiViewDataset:
+        if split not in self.datasets:
+            self.datasets[split] = MultiViewDataset(read_file_list(self.list_path(split)),
+                                                    evaluation=split != "train", **self.dataset_args)
+        return self.datasets[split]
+
+    def setup(self, stage: str | None = None) -> None:
+        splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(stage, ("train", "val"))
+        for split in splits:
+            self.dataset(split)
+
+    def _loader(self, split: str) -> DataLoader:
+        return DataLoader(self.dataset(split), batch_size=self.batch_size, shuffle=split == "train",
+                          num_workers=self.num_workers, collate_fn=Views.collate,
+                          persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")

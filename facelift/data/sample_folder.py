@@ -1,0 +1,169 @@
+"""FaceLift's sample-folder layout and file lists.
+
+A sample is a folder ``sample_x/`` holding ``images/cam_000.png ...`` and ``opencv_cameras.json`` (see
+`facelift.data.camera_json`). A file list is a text file with one sample folder per line, relative to the list's own
+folder or absolute. Lists written on another machine hold paths that do not exist here (FaceLift's own list holds
+``/mnt/localssd/...``); those are resolved by their trailing components relative to the list file (e.g.
+``/mnt/x/gslrm/sample_000`` -> ``<list dir>/sample_000``), and the reader says so once per list.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from facelift.cameras import Cameras
+from facelift.data.camera_json import CAMERA_FILE, CameraFile, cameras_to_frames, read_camera_file, write_camera_file
+from facelift.errors import InputError
+from facelift.image_io import read_image, write_image
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")  # what counts as a view image in images/
+_ANNOUNCED: set[Path] = set()  # lists whose foreign paths were already reported in this process
+
+
+# --------------------------------------------------------------------------------------------- samples
+def write_sample(sample_dir: str | Path, images: Tensor, cameras: Cameras, extra: list[dict] | None = None,
+                 header: dict | None = None) -> Path:
+    """Write ``images`` [V, C, H, W] in [0, 1] (C = 3 or 4) and ``cameras`` [V] as a sample folder, atomically.
+
+    The folder is built beside its final place and renamed into it; an existing sample is replaced only once the
+    new one is complete, so a crash leaves either the old or the new sample, never a mix. ``extra``: per-frame
+    JSON fields (e.g. ``view_id``); ``header``: top-level JSON fields besides ``id`` (e.g. the rig's ``up``).
+    """
+    sample_dir = Path(sample_dir)
+    if images.dim() != 4 or images.shape[1] not in (3, 4) or len(images) != len(cameras):
+        raise ValueError(f"write_sample wants images [V, 3|4, H, W] for {len(cameras)} cameras, "
+                         f"got {tuple(images.shape)}")
+    if (cameras.width, cameras.height) != (images.shape[-1], images.shape[-2]):
+        raise ValueError(f"cameras are for {cameras.width}x{cameras.height}, images are "
+                         f"{images.shape[-1]}x{images.shape[-2]}")
+    sample_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=sample_dir.parent, prefix=f".{sample_dir.name}.new-"))
+    try:
+        names = [f"images/cam_{i:03d}.png" for i in range(len(images))]
+        for name, image in zip(names, images):
+            write_image(tmp / name, image)
+        frames = cameras_to_frames(cameras, names, extra)
+        write_camera_file(tmp / CAMERA_FILE, frames, {"id": sample_dir.name, **(header or {})})
+        _replace_dir(tmp, sample_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return sample_dir
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    if not target.exists():
+        os.rename(new, target)
+        return
+    old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
+    os.rename(target, old / target.name)  # the only moment without a sample is between these two renames
+    try:
+        os.rename(new, target)
+    except BaseException:
+        os.rename(old / target.name, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def read_sample(sample_dir: str | Path) -> tuple[Tensor, Cameras, list[dict]]:
+    """Read a whole sample: images [V, C, H, W] float in [0, 1] (C = 4 when the files have alpha), float32
+    cameras [V], and the raw frame dicts."""
+    sample_dir = Path(sample_dir)
+    cam_file = read_camera_file(sample_dir / CAMERA_FILE)
+    check_view_count(cam_file)
+    images = read_views(cam_file, range(len(cam_file.frames)))
+    return images, cam_file.cameras.to(torch.float32), cam_file.frames
+
+
+def read_views(cam_file: CameraFile, views) -> Tensor:
+    """The images of the chosen views [len(views), C, H, W]; each must have the size its frame states and all
+    the same channel count."""
+    images = [read_view(cam_file, v) for v in views]
+    channels = {im.shape[0] for im in images}
+    if len(channels) > 1:
+        raise InputError(cam_file.path.parent, "mixes RGB and RGBA images; convert them to one kind")
+    return torch.stack(images)
+
+
+def read_view(cam_file: CameraFile, view: int) -> Tensor:  # [C, H, W]
+    path = cam_file.image_path(view)
+    image = read_image(path)
+    cams = cam_file.cameras
+    if tuple(image.shape[-2:]) != (cams.height, cams.width):
+        raise InputError(path, f"image is {image.shape[-1]}x{image.shape[-2]} but {CAMERA_FILE} frame {view} says "
+                               f"{cams.width}x{cams.height}")
+    return image
+
+
+def check_view_count(cam_file: CameraFile) -> None:
+    """The camera file must have one frame per image in ``images/`` (a missing or extra view is a broken sample)."""
+    folder = cam_file.path.parent / "images"
+    count = sum(1 for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else 0
+    if count != len(cam_file.frames):
+        raise InputError(cam_file.path, f"has {len(cam_file.frames)} frames but {folder} holds {count} images")
+
+
+# --------------------------------------------------------------------------------------------- file lists
+def read_file_list(list_path: str | Path) -> list[Path]:
+    """Sample folders named by a list file (blank lines ignored), each checked to exist."""
+    list_path = Path(list_path)
+    if not list_path.is_file():
+        raise InputError(list_path, "file list not found")
+    base = list_path.parent
+    samples, resolved = [], []
+    for lineno, line in enumerate(list_path.read_text().splitlines(), 1):
+        entry = line.strip()
+        if not entry:
+            continue
+        path = Path(entry) if Path(entry).is_absolute() else base / entry
+        if not path.is_dir():
+            found = _resolve_foreign(Path(entry), base)
+            if found is None:
+                raise InputError(list_path, f"line {lineno}: sample folder {entry} not found (nor any trailing "
+                                            "part of it relative to the list file)")
+            resolved.append((entry, found))
+            path = found
+        samples.append(path)
+    if resolved and list_path.resolve() not in _ANNOUNCED:
+        _ANNOUNCED.add(list_path.resolve())
+        log.warning("%s: %d path(s) do not exist on this machine; resolved them by their trailing components "
+                    "relative to the list file (e.g. %s -> %s)", list_path, len(resolved), *resolved[0])
+    if not samples:
+        raise InputError(list_path, "file list is empty")
+    return samples
+
+
+def _resolve_foreign(path: Path, base: Path) -> Path | None:
+    """The longest trailing part of ``path`` that exists under ``base`` (longest first: the most specific)."""
+    parts = path.parts[1:] if path.is_absolute() else path.parts
+    for start in range(len(parts)):
+        candidate = base.joinpath(*parts[start:])
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def write_file_list(list_path: str | Path, sample_dirs: list[str | Path]) -> Path:
+    """Write a list of sample folders relative to the list's folder, atomically."""
+    list_path = Path(list_path)
+    list_path.parent.mkdir(parents=True, exist_ok=True)
+    base = list_path.parent.resolve()
+    lines = [Path(os.path.relpath(Path(d).resolve(), base)).as_posix() for d in sample_dirs]
+    fd, tmp = tempfile.mkstemp(dir=list_path.parent, prefix=f".{list_path.stem}.", suffix=".txt")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write("".join(f"{line}\n" for line in lines))
+        os.replace(tmp, list_path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return list_path
