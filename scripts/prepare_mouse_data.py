@@ -1,0 +1,64 @@
+"""Prepare raw multi-camera mouse recordings for GS-LRM training.
+
+    python scripts/prepare_mouse_data.py --src RAW --dst OUT [--up-axis z] [--target-distance 2.7]
+        [--distance-mode global|per_camera] [--size 512] [--resize-mode pad|stretch] [--val-fraction 0.1] [--seed 0]
+
+RAW holds sample_*/images/*.png and sample_*/opencv_cameras.json (any image size and intrinsics). OUT gets the same
+layout at --size x --size with normalized cameras (see facelift/data/rig.py), data_train.txt and data_val.txt,
+rig_report.json (per sample: up and its source, centre, scale, distances before and after, warnings) and
+rig_report.png (the rigs before and after). Bad input stops the run with one line naming the file, before anything
+is written. Train with: python train.py data=mouse_gslrm data.data_dir=OUT
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from facelift.data.prepare import PrepareConfig, prepare_dataset
+from facelift.data.rig import AXES, DISTANCE_MODES, RigNormalization
+from facelift.errors import exit_on_user_error
+
+
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, PrepareConfig]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--src", type=Path, required=True, help="raw dataset folder (sample_*/)")
+    parser.add_argument("--dst", type=Path, required=True, help="output folder (created; samples replaced atomically)")
+    parser.add_argument("--up-axis", choices=sorted(AXES), default="z", help="world axis the rig's up goes to")
+    parser.add_argument("--up", type=float, nargs=3, metavar=("X", "Y", "Z"),
+                        help="the raw rig's up, when known (default: the camera file's, else estimated)")
+    parser.add_argument("--target-distance", type=float, default=2.7, help="mean camera distance after (FaceLift: 2.7)")
+    parser.add_argument("--distance-mode", choices=DISTANCE_MODES, default="global",
+                        help="global: one similarity per rig; per_camera: each camera to the distance, fx fy scaled")
+    parser.add_argument("--front-view", type=int, help="view put on the --front-axis side by a rotation about up")
+    parser.add_argument("--front-axis", choices=sorted(AXES), default="-y", help="where the front view goes")
+    parser.add_argument("--planarity-threshold", type=float, default=0.25,
+                        help="estimate up by PCA only when the camera centres are this close to a plane")
+    parser.add_argument("--size", type=int, default=512, help="side of the square output images")
+    parser.add_argument("--resize-mode", choices=("pad", "stretch"), default="pad")
+    parser.add_argument("--val-fraction", type=float, default=0.1)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the train/val split")
+    args = parser.parse_args(argv)
+    try:
+        rig = RigNormalization(up_axis=args.up_axis, up=args.up, target_camera_distance=args.target_distance,
+                               distance_mode=args.distance_mode, front_view=args.front_view,
+                               front_axis=args.front_axis, planarity_threshold=args.planarity_threshold)
+        config = PrepareConfig(size=args.size, resize_mode=args.resize_mode, val_fraction=args.val_fraction,
+                               seed=args.seed, rig=rig)
+    except ValueError as err:
+        parser.error(str(err))
+    return args, config
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> None:
+    args, config = parse_args(argv)
+    # progress and log lines on stdout: stderr carries only errors
+    logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(message)s")
+    prepare_dataset(args.src, args.dst, config)
+
+
+if __name__ == "__main__":
+    main()
