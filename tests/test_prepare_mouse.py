@@ -113,7 +113,7 @@ def test_per_camera_and_stretch_modes(raw, tmp_path):
                            rig=RigNormalization(distance_mode="per_camera", front_view=2))
     report = prepare_dataset(raw, tmp_path / "out", config)
     entry = report["samples"]["sample_000"]
-    assert entry["distances_after"] == pytest.approx([2.7] * 6) and entry["transform"] is None
+    assert entry["distances_after"] == pytest.approx([2.7] * 6) and entry["transform"] is entry["scale"] is None
     cams = read_camera_file(tmp_path / "out" / "sample_000" / "opencv_cameras.json").cameras
     fx = 548.9937744140625 * 0.75
     # the ring is at one distance already, so the per-camera focal factor is the global scale

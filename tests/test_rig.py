@@ -63,6 +63,7 @@ def test_recovers_the_public_rig_from_a_random_similarity(human, seed):
     torch.testing.assert_close(torch.tensor(report.up, dtype=F64), rot @ Z, atol=1e-6, rtol=0)
     torch.testing.assert_close(torch.tensor(report.centre, dtype=F64), shift, atol=1e-5 * scale, rtol=0)
     assert report.position_scales == pytest.approx([1 / scale] * 32, rel=1e-6)
+    assert report.scale == pytest.approx(1 / scale, rel=1e-6)
     assert report.distances_after == pytest.approx([2.7] * 32, abs=1e-5)
     # the reported similarity maps the raw centres onto the new ones
     t = torch.tensor(report.transform, dtype=F64)

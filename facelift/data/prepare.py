@@ -126,6 +126,10 @@ def prepare_dataset(src: Path, dst: Path, config: PrepareConfig) -> dict:
     log.info("checked %d samples of %d views in %s", len(checked), len(checked[0].cam_file.frames), src)
 
     dst.mkdir(parents=True, exist_ok=True)
+    stale = {p.name for p in dst.glob("sample_*") if p.is_dir()} - {s.name for s in checked}
+    if stale:
+        log.warning("%d sample folder(s) already in %s are not in %s; left as they are and not listed",
+                    len(stale), dst, src)
     for sample in tqdm(checked, desc="writing", unit="sample", file=sys.stdout, disable=None):
         write_prepared(sample, dst, config)
     train, val = split_samples([s.name for s in checked], config.val_fraction, config.seed)

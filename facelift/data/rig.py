@@ -82,6 +82,7 @@ class RigReport:
     centre: list[float]  # the point closest to all optical axes, raw frame (-> origin)
     rotation: list[list[float]]  # [3][3] raw -> normalized
     distance_mode: str
+    scale: float | None  # the similarity's scale (global mode); per_camera: null, see position_scales
     distances_before: list[float]  # per camera, from the centre, raw units
     distances_after: list[float]  # per camera, from the origin, normalized units
     position_scales: list[float]  # per camera: how much its offset from the centre was scaled (all equal: global)
@@ -146,7 +147,8 @@ def normalize_rig(c2w: Tensor, intrinsics: Tensor, config: RigNormalization, dat
     report = RigReport(
         up=up.tolist(), up_source=up_source, planarity=planarity,
         up_angle_to_camera_up_deg=math.degrees(math.acos(float(cos_cam))), centre=centre.tolist(),
-        rotation=rotation.tolist(), distance_mode=config.distance_mode, distances_before=dist.tolist(),
+        rotation=rotation.tolist(), distance_mode=config.distance_mode,
+        scale=float(scale) if config.distance_mode == "global" else None, distances_before=dist.tolist(),
         distances_after=new_c2w[:, :3, 3].norm(dim=-1).tolist(), position_scales=position_scales.tolist(),
         focal_scales=focal_scales.tolist(), transform=transform, warnings=warnings)
     return NormalizedRig(new_c2w.to(dtype), new_intr.to(dtype), report)
