@@ -120,7 +120,7 @@ class Gaussians:
         x, y, z = self.means.unbind(-1)  # [B, N] each
         if f.min_opacity is not None:
             keep &= self.opacities > f.min_opacity
-        if f.max_scale is not None:  # large Gaussians are pruned only below z = 0 (the hair on top may be large)
+        if f.max_scale is not None:  # FaceLift prunes large Gaussians only below z = 0
             keep &= (self.scales.amax(-1) < f.max_scale) | (z > 0)
         if f.floater_threshold is not None:  # the four lower corners of the cube collect floaters
             t = f.floater_threshold
@@ -132,16 +132,17 @@ class Gaussians:
         if f.near_far_quantiles is not None:
             if camera_centers is None:
                 raise ValueError("the near/far filter needs the camera centres")
-            keep &= self._near_far_mask(camera_centers, f.near_far_quantiles)
+            keep &= self._near_far_mask(camera_centers, f.near_far_quantiles, keep)
         return keep
 
-    def _near_far_mask(self, camera_centers: Tensor, quantiles: tuple[float, float]) -> Tensor:
-        """Drop Gaussians closer (farther) to any camera than that camera's low (high) distance quantile."""
-        keep = torch.ones_like(self.opacity_logits, dtype=torch.bool)  # [B, N]
+    def _near_far_mask(self, camera_centers: Tensor, quantiles: tuple[float, float], kept: Tensor) -> Tensor:
+        """Drop Gaussians closer (farther) to any camera than that camera's low (high) distance quantile, the
+        quantiles taken over the Gaussians ``kept`` [B, N] by the earlier filters (FaceLift applies them in turn)."""
+        keep = torch.ones_like(kept)
         q = self.means.new_tensor(quantiles)
         for center in camera_centers.to(self.means):  # one camera at a time keeps memory at [B, N]
             dist = (self.means - center).norm(dim=-1)  # [B, N]
-            bounds = torch.stack([torch.quantile(d, q) for d in dist])  # [B, 2]
+            bounds = torch.stack([torch.quantile(d[k], q) for d, k in zip(dist, kept)])  # [B, 2]
             keep &= (dist >= bounds[:, :1]) & (dist <= bounds[:, 1:])
         return keep
 

@@ -102,6 +102,10 @@ def test_near_far_filter_uses_each_cameras_distance_quantiles():
     assert keep2.sum() == 81 and not keep2[-10:].any()
     with pytest.raises(ValueError):
         g.keep_mask(f)
+    # quantiles are taken over what the earlier filters kept: the box first drops x > 0.5, then the 10 % nearest go
+    boxed = GaussianFilter(None, None, None, (-1.0, 0.5, -1, 1, -1, 1), near_far_quantiles=(0.1, 1.0))
+    keep3 = g.keep_mask(boxed, camera_centers=torch.tensor([[-3.0, 0.0, 0.0]]))[0]
+    assert keep3.sum() == 68 and not keep3[:8].any() and keep3[8] and not keep3[76:].any()
 
 
 def test_cat_pads_degrees_and_moves_dtype():
