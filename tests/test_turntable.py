@@ -8,7 +8,7 @@ import torch
 
 from facelift.gaussians import Gaussians
 from facelift.image_io import read_image
-from facelift.render.turntable import orbit_cameras, render_turntable
+from facelift.render.turntable import orbit_cameras, render_turntable, save_turntable
 from facelift.render.video import write_contact_sheet, write_mp4
 
 
@@ -45,3 +45,11 @@ def test_turntable_video_has_150_frames_and_a_contact_sheet(tmp_path):
     assert sheet.shape == (3, 2 * 31, 4 * 33)
     torch.testing.assert_close(sheet[:, :31, :33], frames[0], atol=1 / 255 + 1e-6, rtol=0)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["turntable.mp4", "turntable.png"]  # no temp files left
+
+
+def test_save_turntable_writes_video_and_sheet_side_by_side(tmp_path):
+    g = Gaussians(torch.zeros(1, 1, 3), torch.tensor([[[1.0, 0, 0, 0]]]), torch.full((1, 1, 3), -1.5),
+                  torch.full((1, 1), 3.0), torch.zeros(1, 1, 1, 3))
+    video, sheet = save_turntable(tmp_path / "out" / "turntable.mp4", g, num_frames=8, size=16, fps=4)
+    assert sheet == tmp_path / "out" / "turntable.png" and sheet.is_file()
+    assert imageio_ffmpeg.count_frames_and_secs(str(video)) == (8, 2.0)
