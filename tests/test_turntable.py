@@ -8,8 +8,8 @@ import torch
 
 from facelift.gaussians import Gaussians
 from facelift.image_io import read_image
-from facelift.render.turntable import orbit_cameras, render_turntable, save_turntable
-from facelift.render.video import write_contact_sheet, write_mp4
+from facelift.render.turntable import orbit_cameras, render_turntable
+from facelift.render.video import save_turntable, write_contact_sheet, write_mp4
 
 
 def test_orbit_cameras_look_at_the_origin_with_z_up_starting_at_the_front():

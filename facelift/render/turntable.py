@@ -7,7 +7,6 @@ azimuth then grows, i.e. the camera moves counter-clockwise seen from +Z.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -15,7 +14,6 @@ from torch import Tensor
 from facelift.cameras import Cameras, look_at
 from facelift.gaussians import Gaussians
 from facelift.render.renderer import Backend, render
-from facelift.render.video import write_contact_sheet, write_mp4
 
 
 def orbit_cameras(num_frames: int = 150, width: int = 512, height: int | None = None, radius: float = 2.7,
@@ -50,10 +48,3 @@ def render_turntable(gaussians: Gaussians, cameras: Cameras, background: Tensor 
               for i in range(0, len(cameras), chunk)]
     return torch.cat(frames)
 
-
-def save_turntable(path: str | Path, gaussians: Gaussians, num_frames: int = 150, size: int = 512, fps: int = 30,
-                   background: Tensor | float = 1.0, backend: Backend = "auto") -> tuple[Path, Path]:
-    """Render FaceLift's turntable of one cloud and write ``path`` (mp4) and a contact sheet beside it (.png)."""
-    frames = render_turntable(gaussians, orbit_cameras(num_frames, size), background, backend)
-    path = Path(path)
-    return write_mp4(path, frames, fps), write_contact_sheet(path.with_suffix(".png"), frames)

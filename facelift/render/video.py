@@ -13,7 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from facelift.gaussians import Gaussians
 from facelift.image_io import to_uint8, write_image
+from facelift.render.renderer import Backend
+from facelift.render.turntable import orbit_cameras, render_turntable
 
 
 def write_mp4(path: str | Path, frames: Tensor, fps: int = 30, quality: int = 8) -> Path:
@@ -54,3 +57,11 @@ def write_contact_sheet(path: str | Path, frames: Tensor, count: int = 8, column
     _, c, h, w = picks.shape
     grid = picks.reshape(rows, columns, c, h, w).permute(2, 0, 3, 1, 4).reshape(c, rows * h, columns * w)
     return write_image(path, grid)
+
+
+def save_turntable(path: str | Path, gaussians: Gaussians, num_frames: int = 150, size: int = 512, fps: int = 30,
+                   background: Tensor | float = 1.0, backend: Backend = "auto") -> tuple[Path, Path]:
+    """Render FaceLift's turntable of one cloud and write ``path`` (mp4) and a contact sheet beside it (.png)."""
+    frames = render_turntable(gaussians, orbit_cameras(num_frames, size), background, backend)
+    path = Path(path)
+    return write_mp4(path, frames, fps), write_contact_sheet(path.with_suffix(".png"), frames)
