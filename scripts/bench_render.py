@@ -10,8 +10,8 @@ On CUDA: gsplat (packed and unpacked) and the torch backend at every scale; on C
 to ``--cpu-threads`` threads, 2 by default like the development machines): the torch backend at mid and test scale
 (FaceLift scale on CPU is not a workload; ``--cpu-facelift`` forces it). Each figure is the median of ``--repeats``
 runs after one warm-up: forward without autograd, and forward + backward of a sum over rgb and alpha. Peak memory is
-the CUDA allocator's peak above the scene's own tensors, or on CPU the child process's peak RSS above its size
-after building the scene.
+the CUDA allocator's peak above the scene's own tensors, or on CPU the child process's peak RSS (VmHWM, reset after
+building the scene) above its size then.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import argparse
 import json
 import multiprocessing
 import platform
-import resource
 import statistics
 import sys
 import time
@@ -91,8 +90,9 @@ def _measure(scale: str, backend: str, device: str, repeats: int, packed: bool |
         torch.cuda.empty_cache()
         base = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
-    else:
-        base = _rss_mib()
+    else:  # restart the kernel's peak-RSS counter (VmHWM) from the current size
+        base = _status_mib("VmRSS")
+        Path("/proc/self/clear_refs").write_text("5")
     first = timed(forward, device)  # warm-up (and, for gsplat, the kernels' first launch)
     if backend == "torch" and first > TORCH_GIVE_UP_S:
         return row | {"skipped": f"one forward took {first:.0f} s (> {TORCH_GIVE_UP_S:.0f} s)"}
@@ -102,13 +102,15 @@ def _measure(scale: str, backend: str, device: str, repeats: int, packed: bool |
     if device == "cuda":
         row["peak_mem_mib"] = (torch.cuda.max_memory_allocated() - base) / 2**20
     else:
-        row["peak_mem_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base
+        row["peak_mem_mib"] = _status_mib("VmHWM") - base
     return row
 
 
-def _rss_mib() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+def _status_mib(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024  # kB
+    raise RuntimeError(f"/proc/self/status has no {field}")
 
 
 def _cpu_child(scale: str, repeats: int, threads: int) -> dict:
