@@ -1,8 +1,9 @@
-"""Synthetic data: procedural head-like and mouse-like Gaussian scenes, their camera rigs, and sample folders.
+"""Synthetic data: procedural head-like and mouse-like Gaussian scenes, their camera rigs, and rendered samples.
 
 A scene is a `Gaussians` cloud built from ellipsoidal "blobs" (each the surface of an ellipsoid tiled with small
 isotropic Gaussians). Scenes are rendered with the project's own renderer into the FaceLift sample-folder layout,
-RGBA so that masks come from the rendered alpha. Everything is deterministic given the seed.
+RGBA so that masks come from the rendered alpha (``scripts/make_synthetic.py`` writes them). Everything is
+deterministic given the seed.
 
 World conventions: Z up; the head faces -Y (FaceLift's front camera sits on -Y); the mouse stands on z = 0.
 """
@@ -27,7 +28,7 @@ class Blob:
     radii: tuple[float, float, float]
     rgb: Tensor  # [3] in [0, 1]
     share: float  # fraction of the scene's Gaussians
-    region: str = "all"  # which part of the surface: all | upper | back_or_upper (hair) | lower
+    region: str = "all"  # which part of the surface: all | upper | back_or_upper (hair)
 
 
 def _uniform(gen: torch.Generator, lo: float, hi: float, *shape: int) -> Tensor:
@@ -52,7 +53,7 @@ def _surface_points(gen: torch.Generator, blob: Blob, count: int) -> Tensor:
     while sum(len(p) for p in pts) < count:
         unit = torch.nn.functional.normalize(torch.randn(4 * count, 3, generator=gen, dtype=torch.float64), dim=-1)
         keep = {"all": torch.ones(len(unit), dtype=torch.bool), "upper": unit[:, 2] > 0.1,
-                "lower": unit[:, 2] < 0.2, "back_or_upper": (unit[:, 2] > 0.25) | (unit[:, 1] > 0.1)}[blob.region]
+                "back_or_upper": (unit[:, 2] > 0.25) | (unit[:, 1] > 0.1)}[blob.region]
         pts.append(unit[keep])
     unit = torch.cat(pts)[:count]
     return unit * torch.tensor(blob.radii, dtype=torch.float64) + torch.tensor(blob.center, dtype=torch.float64)
@@ -119,7 +120,7 @@ def head_scene(gen: torch.Generator, count: int = 8000) -> Gaussians:
             Blob((0.15 * w, -0.43 * d, 0.25), (0.025, 0.015, 0.025), dark, 0.5),
             Blob((-0.15 * w, -0.43 * d, 0.25), (0.025, 0.015, 0.025), dark, 0.5),
             Blob((0.0, -0.42 * d, -0.12), (0.11, 0.03, 0.03), lips, 1)]
-    # the head turns and nods about the neck, the bust stays
+    # the head turns (yaw) and nods (pitch) about the origin; the bust stays
     yaw, pitch = (float(v) for v in _uniform(gen, -0.35, 0.35, 2) * torch.tensor([1.0, 0.5], dtype=torch.float64))
     turn = _rotation_z(yaw) @ _rotation_axis(torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64), pitch)
     bust = [Blob((0.0, 0.0, -0.45), (0.19, 0.19, 0.25), skin, 5),
