@@ -1,5 +1,6 @@
 """The unCLIP multi-view pipeline on a tiny random model: views, determinism, CFG, loading a local folder."""
 
+import copy
 import shutil
 
 import hydra
@@ -95,3 +96,11 @@ def test_facelift_prompt_embeddings_read_as_six_views():
     embeds = load_prompt_embeds(SAMPLE / "mvdiffusion_color_prompt_embeds.pt")
     assert embeds.shape == (6, 77, 1024) and embeds.dtype == torch.float32
     assert (embeds[0] - embeds[3]).abs().max() > 0.1  # front and back prompts differ
+
+
+def test_channels_last_speed_up_keeps_the_views(pipe, face):
+    fast = copy.deepcopy(pipe).speed_up(compile_mode=None, channels_last=True)
+    assert fast.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    a = pipe(face, num_inference_steps=2, seed=4)
+    b = fast(face, num_inference_steps=2, seed=4)
+    assert (a - b).abs().max() < 1e-4

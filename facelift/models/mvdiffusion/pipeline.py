@@ -97,10 +97,11 @@ class MVDiffusionPipeline:
         self.prompt_embeds = self.prompt_embeds.to(device=device, dtype=dtype or self.prompt_embeds.dtype)
         return self
 
-    def speed_up(self, channels_last: bool = True, compile_mode: str | None = None) -> "MVDiffusionPipeline":
-        """Inference speed-ups that keep the maths: channels-last convolutions for the UNet and VAE, and
-        ``torch.compile`` of the UNet and the VAE decoder with ``compile_mode`` (e.g. "max-autotune-no-cudagraphs",
-        or "reduce-overhead" / "max-autotune" for CUDA graphs); None: eager. Call after `to`."""
+    def speed_up(self, compile_mode: str | None = "default", channels_last: bool = False) -> "MVDiffusionPipeline":
+        """Inference speed-ups that keep the maths: ``torch.compile`` of the UNet and the VAE decoder with
+        ``compile_mode`` ("default"; "reduce-overhead" / "max-autotune" add CUDA graphs; None: eager) and optionally
+        channels-last convolutions. Call after `to`. On an H100 at 512² (fp16, 50 steps, CFG), compiling took the
+        6 views from 2.5 s to 1.6 s (the first call compiles, ~100 s); channels-last was slower in eager."""
         if channels_last:
             self.unet.to(memory_format=torch.channels_last)
             self.vae.to(memory_format=torch.channels_last)
