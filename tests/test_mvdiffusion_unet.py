@@ -29,8 +29,8 @@ def test_parity_with_facelift_unet(fixture, tmp_path):
     assert (tmp_path / "mvdiffusion_unet_output.pt").is_file()
 
 
-def test_parity_cli_exits_zero():
-    run = subprocess.run([sys.executable, "-m", "facelift.tools.parity", str(FIXTURE), "--out", "/tmp/mvd_parity"],
+def test_parity_cli_exits_zero(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "facelift.tools.parity", str(FIXTURE), "--out", str(tmp_path)],
                          cwd=REPO, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "PASS" in run.stdout
