@@ -116,8 +116,12 @@ def test_condition_dropout_follows_facelift_rates():
     assert not (lat == lat[:, :1]).all()
 
 
-def test_snr_weights_and_piecewise_schedule():
-    system = tiny_system("model.ema.enabled=false")
+def test_snr_weights_optimizer_groups_and_piecewise_schedule():
+    system = tiny_system("model.ema.enabled=false", "model.optim.camera_embedding_lr_mult=0.1")
+    optimizer = system.configure_optimizers()["optimizer"]
+    (rest, camera) = optimizer.param_groups
+    assert camera["lr"] == pytest.approx(0.1 * rest["lr"]) and len(camera["params"]) == 4  # class_embedding W, b x 2
+    assert len(rest["params"]) + 4 == len(list(system.unet.parameters()))
     steps = torch.tensor([0, 500, 999])
     ac = system.alphas_cumprod[steps]
     snr = ac / (1 - ac)

@@ -158,8 +158,13 @@ class MVDiffusionSystem(L.LightningModule):
 
     def configure_optimizers(self):
         o = self.hparams.optim
-        optimizer = torch.optim.AdamW(self.unet.parameters(), lr=o["lr"], betas=tuple(o["betas"]),
-                                      weight_decay=o["weight_decay"], eps=o["eps"])
+        # FaceLift gives the class embedding (which carries the CLIP image embedding) its own LR multiplier.
+        named = list(self.unet.named_parameters())
+        groups = [{"params": [p for n, p in named if "class_embedding" not in n], "lr": o["lr"]},
+                  {"params": [p for n, p in named if "class_embedding" in n],
+                   "lr": o["lr"] * o["camera_embedding_lr_mult"]}]
+        optimizer = torch.optim.AdamW(groups, lr=o["lr"], betas=tuple(o["betas"]), weight_decay=o["weight_decay"],
+                                      eps=o["eps"])
         if o["schedule"] == "piecewise_constant":
             scheduler = piecewise_constant(optimizer, o["step_rules"], o["warmup"])
         else:
