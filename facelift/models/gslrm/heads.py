@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from facelift.gaussians import Gaussians
 
 SCALE_OFFSET = 2.3  # log-scale = min(raw - 2.3, -1.2): small Gaussians at initialisation...
-MAX_LOG_SCALE = -1.2  # ...and never wider than e^-1.2 = 0.30 (the head spans about [-1, 1])
+MAX_LOG_SCALE = -1.2  # ...and never wider than e^-1.2 = 0.30 (the object spans about [-1, 1])
 OPACITY_OFFSET = 2.0  # opacity logit = raw - 2: mostly translucent at initialisation
 DEPTH_RANGE = 1.8  # hard pixel alignment places a Gaussian within ±1.8 of the ray's point nearest the origin
 
