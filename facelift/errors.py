@@ -26,8 +26,20 @@ def exit_on_user_error(main):
     def wrapper(*args, **kwargs):
         try:
             return main(*args, **kwargs)
-        except (InputError, MissingWeightsError) as err:
-            print(f"error: {err}", file=sys.stderr)
+        except Exception as err:  # noqa: BLE001 - only user errors are caught; anything else is re-raised
+            user_error = _user_error_in(err)
+            if user_error is None:
+                raise
+            print(f"error: {user_error}", file=sys.stderr)
             sys.exit(2)
 
     return wrapper
+
+
+def _user_error_in(err: BaseException | None) -> Exception | None:
+    """The user error ``err`` is or wraps: Hydra's instantiate wraps what a constructor raises, once per level."""
+    while err is not None:
+        if isinstance(err, (InputError, MissingWeightsError)):
+            return err
+        err = err.__cause__
+    return None

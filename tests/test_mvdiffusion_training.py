@@ -153,7 +153,7 @@ def test_train_py_mouse_experiment_runs_on_cpu(tmp_path):
     assert list((run_dir / "val_images").glob("step_*.png"))
     metrics = (run_dir / "csv" / "metrics.csv").read_text()
     assert "val/psnr_cfg3" in metrics and "train/loss" in metrics
-    keys = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"].keys()
+    keys = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"].keys()
     assert any(k.startswith("ema_unet.") for k in keys) and not any(k.startswith("frozen.") for k in keys)
     unet = load_unet(run_dir / "unet")  # the exported EMA UNet reads back as the multi-view one
     assert unet.settings.num_views == 6 and unet.settings.sparse_mv_attention

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from facelift.atomic import write_json
 from facelift.cameras import Cameras
 from facelift.errors import InputError
 
@@ -42,8 +41,11 @@ class CameraFile:
         return self.path.parent / self.frames[view]["file_path"]
 
 
-def read_camera_file(path: str | Path) -> CameraFile:
-    """Read and validate a camera file; every frame must describe an image of the same size."""
+def read_camera_file(path: str | Path, need_file_path: bool = True) -> CameraFile:
+    """Read and validate a camera file; every frame must describe an image of the same size.
+
+    ``need_file_path=False`` accepts frames without ``file_path``: a rig without images, such as FaceLift's
+    inference cameras (utils_folder/opencv_cameras.json)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "camera file not found")
@@ -57,17 +59,17 @@ def read_camera_file(path: str | Path) -> CameraFile:
     if "up" in header:
         _check_vector(path, header["up"], '"up"')
     frames = doc["frames"]
-    return CameraFile(path, frames_to_cameras(frames, path), frames, header)
+    return CameraFile(path, frames_to_cameras(frames, path, need_file_path), frames, header)
 
 
-def frames_to_cameras(frames: list, path: str | Path | None = None) -> Cameras:
+def frames_to_cameras(frames: list, path: str | Path | None = None, need_file_path: bool = True) -> Cameras:
     """Validate frame dicts and turn them into float64 `Cameras` [V]."""
     w2c, intrinsics, sizes = [], [], set()
     for i, frame in enumerate(frames):
         where = f"frame {i}"
         if not isinstance(frame, dict):
             raise InputError(path, f"{where} is not an object")
-        missing = [k for k in CAMERA_KEYS if k not in frame]
+        missing = [k for k in CAMERA_KEYS if k not in frame and (need_file_path or k != "file_path")]
         if missing:
             raise InputError(path, f"{where} lacks {', '.join(missing)}")
         for key in ("w", "h"):
@@ -79,7 +81,7 @@ def frames_to_cameras(frames: list, path: str | Path | None = None) -> Cameras:
                 raise InputError(path, f"{where}: {key} must be a finite number, got {frame[key]!r}")
         if frame["fx"] <= 0 or frame["fy"] <= 0:
             raise InputError(path, f"{where}: focal lengths must be positive, got fx={frame['fx']} fy={frame['fy']}")
-        if not isinstance(frame["file_path"], str) or not frame["file_path"]:
+        if "file_path" in frame and (not isinstance(frame["file_path"], str) or not frame["file_path"]):
             raise InputError(path, f"{where}: file_path must be a non-empty string")
         w2c.append(_check_w2c(path, where, frame["w2c"]))
         intrinsics.append([float(frame[k]) for k in ("fx", "fy", "cx", "cy")])
@@ -107,17 +109,7 @@ def cameras_to_frames(cameras: Cameras, file_paths: list[str], extra: list[dict]
 
 def write_camera_file(path: str | Path, frames: list[dict], header: dict | None = None) -> Path:
     """Write a camera file atomically (a reader never sees half a file)."""
-    path = Path(path)
-    text = json.dumps({**(header or {}), "frames": frames}, indent=2)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_json(path, {**(header or {}), "frames": frames})
 
 
 def _is_finite_number(x) -> bool:

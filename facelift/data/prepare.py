@@ -11,29 +11,27 @@ time is the identity.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import random
 import sys
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
+from facelift.atomic import write_json
 from facelift.cameras import Cameras
 from facelift.data.camera_json import CAMERA_FILE, CAMERA_KEYS, CameraFile, read_camera_file
 from facelift.data.image_ops import RESIZE_MODES, fit_square
 from facelift.data.rig import AXES, NormalizedRig, RigNormalization, normalize_rig
 from facelift.data.rig_plot import plot_rigs
-from facelift.data.sample_folder import check_view_count, read_views, write_file_list, write_sample
+from facelift.data.sample_folder import (TRAIN_LIST, VAL_LIST, check_view_count, read_views, write_file_list,
+                                        write_sample)
 from facelift.errors import InputError
 
 log = logging.getLogger(__name__)
 
-TRAIN_LIST, VAL_LIST = "data_train.txt", "data_val.txt"
 REPORT_JSON, REPORT_PNG = "rig_report.json", "rig_report.png"
 
 
@@ -138,7 +136,7 @@ def prepare_dataset(src: Path, dst: Path, config: PrepareConfig) -> dict:
 
     report = {"source": str(src), "settings": asdict(config),
               "samples": {s.name: s.rig.report.to_dict() for s in checked}}
-    _write_text(dst / REPORT_JSON, json.dumps(report, indent=2))
+    write_json(dst / REPORT_JSON, report)
     plot_rigs(dst / REPORT_PNG, [(s.name, s.cam_file.cameras, Cameras(s.rig.c2w, s.rig.intrinsics,
                                                                       s.cam_file.cameras.width,
                                                                       s.cam_file.cameras.height), s.rig.report)
@@ -148,13 +146,3 @@ def prepare_dataset(src: Path, dst: Path, config: PrepareConfig) -> dict:
              len(checked), len(train), len(val), config.size, config.size, dst, warned, dst / REPORT_JSON)
     return report
 
-
-def _write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -12,6 +10,7 @@ matplotlib.use("Agg")  # files only; never open a window (also on headless machi
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from facelift.atomic import atomic_path
 from facelift.cameras import Cameras  # noqa: E402
 from facelift.data.rig import AXES, RigNormalization, RigReport  # noqa: E402
 
@@ -65,14 +64,9 @@ def plot_rigs(path: Path, rigs: list[tuple[str, Cameras, Cameras, RigReport]], c
         ax.set_zlabel("z")
     fig.subplots_adjust(left=0.0, right=0.97, top=0.93, bottom=0.03, wspace=0.05)
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110)
     finally:
         plt.close(fig)
     return path

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from facelift.atomic import atomic_dir, write_text
 from facelift.cameras import Cameras
 from facelift.data.camera_json import CAMERA_FILE, CameraFile, cameras_to_frames, read_camera_file, write_camera_file
 from facelift.errors import InputError
@@ -26,6 +25,7 @@ from facelift.image_io import read_image, write_image
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")  # what counts as a view image in images/
+TRAIN_LIST, VAL_LIST = "data_train.txt", "data_val.txt"  # the file lists this project's tools write
 _ANNOUNCED: set[Path] = set()  # lists whose foreign paths were already reported in this process
 
 
@@ -45,33 +45,13 @@ def write_sample(sample_dir: str | Path, images: Tensor, cameras: Cameras, extra
     if (cameras.width, cameras.height) != (images.shape[-1], images.shape[-2]):
         raise ValueError(f"cameras are for {cameras.width}x{cameras.height}, images are "
                          f"{images.shape[-1]}x{images.shape[-2]}")
-    sample_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=sample_dir.parent, prefix=f".{sample_dir.name}.new-"))
-    try:
+    with atomic_dir(sample_dir) as tmp:
         names = [f"images/cam_{i:03d}.png" for i in range(len(images))]
         for name, image in zip(names, images):
             write_image(tmp / name, image)
         frames = cameras_to_frames(cameras, names, extra)
         write_camera_file(tmp / CAMERA_FILE, frames, {"id": sample_dir.name, **(header or {})})
-        _replace_dir(tmp, sample_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return sample_dir
-
-
-def _replace_dir(new: Path, target: Path) -> None:
-    if not target.exists():
-        os.rename(new, target)
-        return
-    old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
-    os.rename(target, old / target.name)  # the only moment without a sample is between these two renames
-    try:
-        os.rename(new, target)
-    except BaseException:
-        os.rename(old / target.name, target)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def read_sample(sample_dir: str | Path) -> tuple[Tensor, Cameras, list[dict]]:
@@ -158,12 +138,4 @@ def write_file_list(list_path: str | Path, sample_dirs: list[str | Path]) -> Pat
     list_path.parent.mkdir(parents=True, exist_ok=True)
     base = list_path.parent.resolve()
     lines = [Path(os.path.relpath(Path(d).resolve(), base)).as_posix() for d in sample_dirs]
-    fd, tmp = tempfile.mkstemp(dir=list_path.parent, prefix=f".{list_path.stem}.", suffix=".txt")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write("".join(f"{line}\n" for line in lines))
-        os.replace(tmp, list_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return list_path
+    return write_text(list_path, "".join(f"{line}\n" for line in lines))

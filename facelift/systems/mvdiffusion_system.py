@@ -25,10 +25,11 @@ from torch import Tensor
 from torchmetrics.functional.image import structural_similarity_index_measure
 
 from facelift.data.mvdiffusion_data import MVDiffusionBatch
-from facelift.image_io import write_image
 from facelift.losses.frozen import FrozenNet
 from facelift.models.mvdiffusion.loading import torch_dtype
 from facelift.models.mvdiffusion.pipeline import Conditioning, MVDiffusionPipeline
+from facelift.systems.hparams import make_plain
+from facelift.systems.metrics import log_image
 from facelift.systems.optim import warmup_then_decay
 
 log = logging.getLogger("facelift")
@@ -51,9 +52,10 @@ class MVDiffusionSystem(L.LightningModule):
                  validation: DictConfig | None = None, export_unet: bool = True):
         super().__init__()
         self.save_hyperparameters()  # the pipeline config travels in checkpoints: loading rebuilds the frozen parts
+        make_plain(self.hparams)
         if drop_type not in DROP_TYPES:
             raise ValueError(f"drop_type must be one of {DROP_TYPES}, got {drop_type!r}")
-        pipe: MVDiffusionPipeline = hydra.utils.instantiate(pipeline, _convert_="all")
+        pipe: MVDiffusionPipeline = hydra.utils.instantiate(self.hparams.pipeline, _convert_="all")
         self.unet = pipe.unet.train().requires_grad_(True)
         self.frozen = FrozenParts(pipe.vae, pipe.image_encoder, pipe.image_normalizer)
         self.frozen.vae.to(torch_dtype(frozen_dtype))
@@ -196,13 +198,7 @@ class MVDiffusionSystem(L.LightningModule):
         tiles = [cond, batch.views[0].float()] + [torch.cat([torch.ones_like(cond), p]) for p in predictions]
         grid = torchvision.utils.make_grid(torch.cat(tiles).clamp(0, 1).cpu(), nrow=self.num_views + 1, padding=0)
         path = Path(self.trainer.default_root_dir) / "val_images" / f"step_{self.global_step:07d}_{batch_idx}.png"
-        write_image(path, grid)
-        for lg in self.loggers:
-            if hasattr(getattr(lg, "experiment", None), "add_image"):  # tensorboard
-                lg.experiment.add_image(f"val/views_{batch_idx}", grid, global_step=self.global_step)
-            elif hasattr(lg, "log_image"):  # wandb
-                lg.log_image(key=f"val/views_{batch_idx}", images=[grid.permute(1, 2, 0).numpy()],
-                             step=self.global_step)
+        log_image(self.loggers, f"val/views_{batch_idx}", grid, self.global_step, path)
 
     def on_fit_end(self) -> None:
         """Export the trained UNet (EMA when kept) as a diffusers folder: pipeline ``unet_dir`` reads it back."""

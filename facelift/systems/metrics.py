@@ -1,0 +1,58 @@
+"""Image-quality metrics per view (PSNR, SSIM, LPIPS) and the image grids the systems log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+from facelift.image_io import write_image
+from facelift.losses.lpips_loss import LPIPSLoss
+
+
+class ImageMetrics(nn.Module):
+    """Scores ``[B, V]`` per metric for renders vs targets ``[B, V, 3, H, W]`` in [0, 1].
+
+    PSNR and SSIM (Gaussian window 11, sigma 1.5) come from torchmetrics; LPIPS (VGG, the lpips package) needs the
+    local torchvision VGG16 file, so it is computed only when ``lpips`` is on.
+    """
+
+    def __init__(self, lpips: bool = False, lpips_vgg16_weights: str | Path | None = None,
+                 allow_random_init: bool = False):
+        super().__init__()
+        self.lpips = LPIPSLoss(lpips_vgg16_weights, allow_random_init) if lpips else None
+
+    @torch.no_grad()
+    def forward(self, pred: Tensor, target: Tensor) -> dict[str, Tensor]:
+        b, v = pred.shape[:2]
+        p, t = pred.flatten(0, 1).float().clamp(0, 1), target.flatten(0, 1).float()  # [B*V, 3, H, W]
+        scores = {"psnr": peak_signal_noise_ratio(p, t, data_range=1.0, reduction="none", dim=(1, 2, 3)),
+                  "ssim": structural_similarity_index_measure(p, t, data_range=1.0, reduction="none")}
+        if self.lpips is not None:
+            scores["lpips"] = self.lpips.per_image(p, t)
+        return {k: s.reshape(b, v) for k, s in scores.items()}
+
+
+def image_grid(*rows: Tensor) -> Tensor:
+    """Rows of views ``[V_i, 3, H, W]`` -> one ``[3, sum H, max(V_i) W]`` picture (short rows padded white)."""
+    width = max(r.shape[0] for r in rows)
+    lines = []
+    for r in rows:
+        r = r.detach().float().clamp(0, 1).cpu()
+        if r.shape[0] < width:
+            r = torch.cat([r, r.new_ones(width - r.shape[0], *r.shape[1:])])
+        lines.append(torch.cat(list(r), dim=-1))  # [3, H, V*W]
+    return torch.cat(lines, dim=-2)
+
+
+def log_image(loggers, tag: str, image: Tensor, step: int, png_path: Path | None = None) -> None:
+    """Write ``image`` [3, H, W] as a PNG (readable whatever the logger) and hand it to image-capable loggers."""
+    if png_path is not None:
+        write_image(png_path, image)
+    for lg in loggers:
+        if hasattr(getattr(lg, "experiment", None), "add_image"):  # tensorboard
+            lg.experiment.add_image(tag, image, global_step=step)
+        elif hasattr(lg, "log_image"):  # wandb
+            lg.log_image(key=tag, images=[image.permute(1, 2, 0).numpy()], step=step)
