@@ -7,7 +7,10 @@ from pathlib import Path
 
 import hydra
 import lightning as L
+import torch
 from omegaconf import DictConfig, OmegaConf
+
+from facelift.errors import InputError
 
 log = logging.getLogger("facelift")
 
@@ -33,16 +36,24 @@ def build_trainer(cfg: DictConfig, **overrides) -> L.Trainer:
 def train(cfg: DictConfig) -> float | None:
     """Fit ``cfg.model`` (a LightningModule) on ``cfg.data`` (a LightningDataModule); returns the monitored metric."""
     L.seed_everything(cfg.seed, workers=True)
+    torch.set_float32_matmul_precision(cfg.matmul_precision)
     out = Path(cfg.paths.output_dir)
-    datamodule: L.LightningDataModule = hydra.utils.instantiate(cfg.data)
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path and not Path(ckpt_path).is_file():
+        raise InputError(ckpt_path, "checkpoint to resume from not found (ckpt_path)")
+    # plain containers: the data module's hyper-parameters go into checkpoints, which load with weights_only=True
+    datamodule: L.LightningDataModule = hydra.utils.instantiate(cfg.data, _convert_="all")
     model: L.LightningModule = hydra.utils.instantiate(cfg.model)
     trainer = build_trainer(cfg)
     log.info("run directory: %s (resolved config in .hydra/config.yaml)", out)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    ckpt_dir = out / "checkpoints"
-    log.info("checkpoints: %s  (resume with ckpt_path=%s)", ckpt_dir, ckpt_dir / "last.ckpt")
-    for lg in trainer.loggers:
-        if getattr(lg, "log_dir", None):
-            log.info("metrics: %s", lg.log_dir)
-    return metrics.get(cfg.get("optimized_metric", ""), None)
+    if trainer.is_global_zero:
+        ckpt_dir = out / "checkpoints"
+        log.info("final metrics: %s", ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())))
+        log.info("checkpoints: %s  (resume: ckpt_path=%s; evaluate: python eval.py ckpt=%s)", ckpt_dir,
+                 ckpt_dir / "last.ckpt", ckpt_dir / "last.ckpt")
+        for lg in trainer.loggers:
+            if getattr(lg, "log_dir", None):
+                log.info("metrics log: %s", lg.log_dir)
+    return metrics.get(cfg.get("optimized_metric") or "", None)

@@ -5,6 +5,7 @@ Instantiated from ``conf/data/*.yaml``; every argument is a key there (documente
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -14,7 +15,10 @@ from torch.utils.data import DataLoader
 from facelift.data.multiview import MultiViewDataset, PhotometricAugmentation
 from facelift.data.rig import RigNormalization
 from facelift.data.sample_folder import read_file_list
+from facelift.data.synthetic import write_dataset
 from facelift.views import Views
+
+log = logging.getLogger("facelift")
 
 
 class MultiViewDataModule(L.LightningDataModule):
@@ -24,8 +28,10 @@ class MultiViewDataModule(L.LightningDataModule):
                  view_sampling: str = "random", maximize_view_overlap: bool = False,
                  view_overlap_angle: float = 86.0, normalize_cameras: RigNormalization | Mapping | None = None,
                  augmentation: PhotometricAugmentation | Mapping | None = None, skip_bad_samples: bool = False,
-                 batch_size_per_gpu: int = 2, num_workers: int = 0):
+                 batch_size_per_gpu: int = 2, num_workers: int = 0, synthesize: Mapping | None = None,
+                 train_repeats: int = 1):
         super().__init__()
+        self.save_hyperparameters()  # stored in checkpoints: eval.py reads the data the model was trained on
         if not target_has_input and num_views <= num_input_views:
             raise ValueError(f"num_views={num_views} leaves no target view beside {num_input_views} inputs and "
                              "target_has_input is false")
@@ -41,7 +47,18 @@ class MultiViewDataModule(L.LightningDataModule):
             normalize_cameras=normalize_cameras, augmentation=augmentation, skip_bad_samples=skip_bad_samples)
         probe = MultiViewDataset([], **self.dataset_args)  # check every setting now, not in a worker later
         self.dataset_args.update(normalize_cameras=probe.normalize, augmentation=probe.augmentation)
+        if train_repeats < 1:
+            raise ValueError(f"train_repeats must be >= 1, got {train_repeats}")
+        self.synthesize = dict(synthesize) if synthesize else None
+        self.train_repeats = train_repeats
         self.datasets: dict[str, MultiViewDataset] = {}
+
+    def prepare_data(self) -> None:
+        """Make the synthetic set on first use when ``synthesize`` is configured and the train list is missing
+        (Lightning calls this once per node, before any process reads the data)."""
+        if self.synthesize and not self.list_path("train").exists():
+            log.info("no %s yet: writing a synthetic set there (%s)", self.list_path("train"), self.synthesize)
+            write_dataset(self.data_dir, **self.synthesize)
 
     def list_path(self, split: str) -> Path:
         """A list given relative is taken relative to ``data_dir``."""
@@ -50,8 +67,8 @@ class MultiViewDataModule(L.LightningDataModule):
 
     def dataset(self, split: str) -> MultiViewDataset:
         if split not in self.datasets:
-            self.datasets[split] = MultiViewDataset(read_file_list(self.list_path(split)),
-                                                    evaluation=split != "train", **self.dataset_args)
+            samples = read_file_list(self.list_path(split)) * (self.train_repeats if split == "train" else 1)
+            self.datasets[split] = MultiViewDataset(samples, evaluation=split != "train", **self.dataset_args)
         return self.datasets[split]
 
     def setup(self, stage: str | None = None) -> None:

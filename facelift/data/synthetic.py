@@ -10,13 +10,17 @@ World conventions: Z up; the head faces -Y (FaceLift's front camera sits on -Y);
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from facelift.cameras import Cameras, look_at
+from facelift.data.sample_folder import TRAIN_LIST, VAL_LIST, write_file_list, write_sample
 from facelift.gaussians import SH_C0, Gaussians
 from facelift.render import render
 from facelift.render.turntable import orbit_cameras
@@ -253,3 +257,35 @@ def make_sample(rig: str, seed: int, size: int | None = None, num_views: int = 3
         raw = Cameras(raw_from_subject @ cameras.c2w, cameras.intrinsics, cameras.width, cameras.height)
         return SyntheticSample(images, raw, moved)  # isotropic Gaussians: moving the means moves the scene
     raise ValueError(f"unknown rig {rig!r}; use human or mouse")
+
+
+# --------------------------------------------------------------------- datasets
+log = logging.getLogger("facelift")
+
+
+def sample_seed(seed: int, index: int) -> int:
+    """Sample ``index`` of a set depends on (seed, index) only, so a larger set extends a smaller one."""
+    return seed * 1_000_003 + index
+
+
+def write_dataset(out: str | Path, rig: str = "human", num_samples: int = 16, size: int | None = None,
+                  num_views: int = 32, seed: int = 0) -> Path:
+    """Write ``num_samples`` samples (``out/sample_00000``...) in the FaceLift sample-folder layout, then
+    ``data_train.txt`` / ``data_val.txt`` (relative paths; the last tenth, at least one sample, is validation).
+
+    Mouse frames carry ``view_id`` as the lab's files do. Each sample folder is written atomically.
+    """
+    out = Path(out)
+    samples = []
+    start = time.perf_counter()
+    for i in range(num_samples):
+        sample = make_sample(rig, sample_seed(seed, i), size, num_views)
+        extra = [{"view_id": v} for v in range(len(sample.cameras))] if rig == "mouse" else None
+        samples.append(write_sample(out / f"sample_{i:05d}", sample.images, sample.cameras, extra))
+        log.info("%s: %d views %dx%d (%.1f s)", samples[-1].name, len(sample.cameras), sample.cameras.width,
+                 sample.cameras.height, time.perf_counter() - start)
+    n_val = max(1, len(samples) // 10)
+    write_file_list(out / TRAIN_LIST, samples[:-n_val] or samples)  # one sample: the same in both lists
+    write_file_list(out / VAL_LIST, samples[-n_val:])
+    log.info("wrote %d %s samples, %s and %s to %s", len(samples), rig, TRAIN_LIST, VAL_LIST, out)
+    return out

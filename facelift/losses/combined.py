@@ -82,9 +82,13 @@ class GSLRMLoss(nn.Module):
         """Whether `forward` needs ``input_views`` and ``pixel_xyz`` (a geometric term can be switched on)."""
         return self.base_weights["pixelalign"] > 0 or self.base_weights["pointsdist"] > 0 or self.warmup_pointsdist
 
+    def in_pointsdist_warmup(self, step: int) -> bool:
+        """Whether ``step`` lies in the `warmup_pointsdist` phase, when the model must not clamp positions."""
+        return self.warmup_pointsdist and step < POINTSDIST_WARMUP_STEPS
+
     def weights_at(self, step: int) -> dict[str, float]:
         weights = dict(self.base_weights)
-        if self.warmup_pointsdist and step < POINTSDIST_WARMUP_STEPS:
+        if self.in_pointsdist_warmup(step):
             weights.update(l2=0.0, perceptual=0.0, pointsdist=POINTSDIST_WARMUP_WEIGHT)
         if step < self.l2_warmup_steps:
             weights.update(perceptual=0.0, lpips=0.0)

@@ -53,6 +53,11 @@ class LPIPSLoss(FrozenNet):
                                        f"{tuple(state[src].shape)}, VGG16 needs {tuple(mine[name].shape)}")
         self.lpips.net.load_state_dict({name: state[src].float() for name, src in wanted.items()}, strict=True)
 
+    def per_image(self, pred: Tensor, target: Tensor) -> Tensor:
+        """``pred``, ``target`` ``[N, 3, H, W]`` RGB in [0, 1] -> LPIPS distance per image ``[N]`` (lpips wants
+        [-1, 1])."""
+        return self.lpips(pred * 2.0 - 1.0, target * 2.0 - 1.0).flatten()
+
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
-        """``pred``, ``target`` ``[N, 3, H, W]`` RGB in [0, 1] -> mean LPIPS distance (lpips wants [-1, 1])."""
-        return self.lpips(pred * 2.0 - 1.0, target * 2.0 - 1.0).mean()
+        """The mean LPIPS distance of ``[N, 3, H, W]`` images in [0, 1] (the loss term)."""
+        return self.per_image(pred, target).mean()

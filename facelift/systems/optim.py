@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -24,15 +25,22 @@ def _pattern_to_regex(pattern: str) -> re.Pattern:
     return re.compile(rf"^{regex}(?:\..*)?$")
 
 
-def freeze_parameters(module: nn.Module, patterns: list[str]) -> list[str]:
-    """Set ``requires_grad=False`` on parameters whose names match any pattern; returns the frozen names."""
+def freeze_parameters(module: nn.Module, patterns: list[str],
+                      alias: Callable[[str], str | None] | None = None) -> list[str]:
+    """Set ``requires_grad=False`` on parameters whose names match any pattern; returns the frozen names.
+
+    ``alias`` gives a second name a pattern may match (FaceLift's checkpoint names for GS-LRM, so that the fork's
+    ``transformer_layers.0-11`` works as written).
+    """
     regexes = [_pattern_to_regex(p) for p in patterns]
     frozen = []
     for name, p in module.named_parameters():
-        if any(r.match(name) for r in regexes):
+        names = [name, alias(name)] if alias else [name]
+        if any(r.match(n) for r in regexes for n in names if n):
             p.requires_grad_(False)
             frozen.append(name)
-    unused = [pat for pat, r in zip(patterns, regexes) if not any(r.match(n) for n in frozen)]
+    unused = [pat for pat, r in zip(patterns, regexes)
+              if not any(r.match(n) for f in frozen for n in (f, alias(f) if alias else None) if n)]
     if unused:
         raise ValueError(f"freeze patterns {unused} match no parameter (names look like "
                          f"'{next(iter(dict(module.named_parameters())))}')")

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+SKIP_REASONS = ("nonfinite_loss", "nonfinite_grad", "gradnorm")
+
 
 @dataclass
 class StepDecision:

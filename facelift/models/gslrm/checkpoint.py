@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -77,6 +78,11 @@ def _state_order(key: str) -> tuple[int, int, int]:
 _FIRST_BLOCK_ENTRY = next(j for j, (official, _) in enumerate(RENAMES) if "{i}" in official)
 
 
+def official_name(project_key: str) -> str | None:
+    """FaceLift's name of one of this project's `GSLRM` parameters (None for a name it does not know)."""
+    return _rename(project_key, _TO_OFFICIAL)
+
+
 def split_extras(state: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
     """``(model entries, loss_calculator.* entries)``, each in the original order."""
     extras = {k: v for k, v in state.items() if k.startswith(EXTRA_PREFIX)}
@@ -108,8 +114,10 @@ def project_to_official(state: dict[str, Tensor], extras: dict[str, Tensor] | No
 
 def read_state(path: str | Path) -> tuple[dict[str, Tensor], dict[str, Tensor], Layout]:
     """Any GS-LRM weights file -> ``(project-named state dict, extras, layout it was in)``."""
-    path = Path(path)
-    ckpt = load_checkpoint(path)
+    return _state_of(load_checkpoint(path), Path(path))
+
+
+def _state_of(ckpt, path: Path) -> tuple[dict[str, Tensor], dict[str, Tensor], Layout]:
     if not isinstance(ckpt, dict):
         raise InputError(path, f"holds a {type(ckpt).__name__}, not a dict of weights")
     if isinstance(ckpt.get("model"), dict):  # FaceLift's ckpt_*.pt
@@ -206,6 +214,26 @@ def infer_config(state: dict[str, Tensor], source: str | Path | None = None) -> 
                                  "degree from 0 to 3")
     return GSLRMConfig(patch_size=patch_size, d=d, d_head=64 if d % 64 == 0 else d, n_layer=n_layer,
                        n_gaussians=n_gaussians, sh_degree=sh_degree)
+
+
+def load_gslrm(path: str | Path, **overrides) -> tuple[GSLRM, Layout]:
+    """A `GSLRM` (eval mode) with the weights of any GS-LRM file, and the layout the file was in: FaceLift's
+    ``ckpt_*.pt``, this project's layout, or a train.py checkpoint. The architecture comes from the checkpoint's saved
+    config when it has one (``d_head`` is in no weight shape), else from the weight shapes (`infer_config`);
+    ``overrides`` change fields that do not touch the weights (``attention_backend``, ``gradient_checkpointing``)."""
+    path = Path(path)
+    ckpt = load_checkpoint(path)
+    state, _, layout = _state_of(ckpt, path)
+    saved = ckpt.get("hyper_parameters", {}).get("net") if isinstance(ckpt, dict) else None
+    if isinstance(saved, dict):
+        config = GSLRMConfig(**{k: v for k, v in saved.items() if k in GSLRMConfig.__dataclass_fields__})
+    else:
+        config = infer_config(state, path)
+    with torch.device("meta"):  # no random init of 300 M parameters that the checkpoint replaces at once
+        net = GSLRM(replace(config, **overrides))
+    check_architecture(net, state, path, layout)
+    net.load_state_dict(state, strict=True, assign=True)
+    return net.eval(), layout
 
 
 def convert(src: str | Path, dst: str | Path, to: Layout | None = None) -> tuple[Layout, GSLRMConfig]:

@@ -49,6 +49,14 @@ def pixels_in_patch_order(x: Tensor, patch_size: int) -> Tensor:
     return x.reshape(b, v * h * w, c)
 
 
+def pixels_as_images(x: Tensor, views: int, height: int, width: int, patch_size: int) -> Tensor:
+    """The inverse of `pixels_in_patch_order`, channels first: ``[B, V·H·W, C]`` -> ``[B, V, C, H, W]``."""
+    b, _, c = x.shape
+    p = patch_size
+    x = x.reshape(b, views, height // p, width // p, p, p, c).permute(0, 1, 6, 2, 4, 3, 5)  # [B, V, C, h, p, w, p]
+    return x.reshape(b, views, c, height, width)
+
+
 def to_gaussians(params: Tensor, rays_o: Tensor, rays_d: Tensor, n_learned: int, sh_degree: int,
                  hard_pixelalign: bool, clip_xyz: bool) -> Gaussians:
     """Raw parameters ``[B, N, n_params]`` -> `Gaussians` (pre-activation, as 3DGS stores them).

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from facelift.gaussians import Gaussians
 from facelift.models.gslrm.heads import GaussianHeads, pixels_in_patch_order, to_gaussians
@@ -60,8 +60,12 @@ class GSLRM(nn.Module):
             elif isinstance(module, nn.LayerNorm):
                 nn.init.ones_(module.weight)
 
-    def forward(self, views: Views) -> Gaussians:
-        """``views`` [B, V] -> ``n_gaussians + V·H·W`` Gaussians per sample (learned ones first)."""
+    def forward(self, views: Views, clip_xyz: bool | None = None) -> Gaussians:
+        """``views`` [B, V] -> ``n_gaussians + V·H·W`` Gaussians per sample (learned ones first).
+
+        ``clip_xyz``: None = the config's ``clip_xyz`` in training only; a bool overrides it (FaceLift's points-dist
+        warmup trains without the clamp).
+        """
         cfg = self.config
         b, v, _, h, w = views.images.shape
         if h % cfg.patch_size or w % cfg.patch_size:
@@ -74,7 +78,7 @@ class GSLRM(nn.Module):
 
         rays_o, rays_d = (pixels_in_patch_order(r.float(), cfg.patch_size) for r in views.cameras.rays())
         return to_gaussians(params, rays_o, rays_d, cfg.n_gaussians, cfg.sh_degree, cfg.hard_pixelalign,
-                            clip_xyz=cfg.clip_xyz and self.training)
+                            clip_xyz=cfg.clip_xyz and self.training if clip_xyz is None else clip_xyz)
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in asdict(self.config).items())

@@ -1,0 +1,23 @@
+"""Evaluate a trained GS-LRM: `python eval.py ckpt=PATH [split=val|test] [key=value ...]` (see conf/eval.yaml)."""
+
+import hydra
+from omegaconf import DictConfig
+
+from facelift.errors import exit_on_user_error
+from facelift.run import register_resolvers
+
+register_resolvers()
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="eval")
+@exit_on_user_error
+def main(cfg: DictConfig) -> None:
+    from facelift.evaluation import (
+        evaluate,  # after Hydra parsed the command line: `--help` stays fast
+    )
+
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()

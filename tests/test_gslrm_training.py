@@ -1,0 +1,259 @@
+"""GS-LRM training and evaluation end to end on the CPU: the default job, the step rule, resume, eval, experiments."""
+
+import csv
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import hydra
+import imageio_ffmpeg
+import lightning as L
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from conftest import REFERENCE, REPO
+from facelift.data.datamodule import MultiViewDataModule
+from facelift.data.synthetic import write_dataset
+from facelift.evaluation import evaluate
+from facelift.gaussians import load_ply
+from facelift.models.gslrm.checkpoint import load_gslrm
+from facelift.run import register_resolvers, train
+from facelift.systems.gslrm_system import GSLRMSystem
+
+
+def compose_config(name: str, tmp: Path, *overrides: str):
+    """A composed config whose paths all point into ``tmp`` (no Hydra run: outputs go to ``tmp/run``)."""
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return compose(name, overrides=[f"paths.root_dir={REPO}", f"paths.data_dir={tmp / 'data'}",
+                                        f"paths.output_dir={tmp / 'run'}", *overrides])
+
+
+def logged(run_dir: Path, key: str) -> list[tuple[int, float]]:
+    """``(step, value)`` rows of one metric in a run's csv log."""
+    with open(run_dir / "csv" / "metrics.csv") as f:
+        return [(int(r["step"]), float(r[key])) for r in csv.DictReader(f) if r.get(key)]
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory) -> Path:
+    """The default job (`python train.py`, no arguments) on a smaller synthetic set, 40 steps."""
+    tmp = tmp_path_factory.mktemp("default")
+    run = subprocess.run([sys.executable, "train.py", f"paths.data_dir={tmp / 'data'}", f"paths.log_dir={tmp}",
+                          "data.synthesize.num_samples=8", "data.synthesize.num_views=12", "trainer.max_steps=40",
+                          "trainer.log_every_n_steps=1", "trainer.val_check_interval=20"],
+                         cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    (run_dir,) = (tmp / "train").iterdir()
+    (run_dir / "console.txt").write_text(run.stdout + run.stderr)
+    return run_dir
+
+
+def test_default_job_makes_its_data_trains_and_says_where_things_are(default_run):
+    cfg = compose_config("train", default_run)  # what `python train.py` composes
+    assert cfg.model.net.n_layer == 2 and cfg.trainer.accelerator == "cpu" and cfg.data.image_size == 32
+    data = default_run.parents[1] / "data" / "synthetic_human_32px"
+    assert (data / "data_train.txt").is_file() and len(list(data.glob("sample_*"))) == 8  # made on first use
+    losses = [v for _, v in logged(default_run, "train/loss")]
+    assert len(losses) == 40 and all(torch.isfinite(torch.tensor(losses)))
+    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+    assert last < 0.6 * first, f"loss did not fall: {first:.4f} -> {last:.4f}"
+    assert logged(default_run, "val/psnr") and (default_run / "val_images" / "step_0000040.png").is_file()
+    assert (default_run / "checkpoints" / "last.ckpt").is_file() and (default_run / ".hydra" / "config.yaml").is_file()
+    console = (default_run / "console.txt").read_text()
+    assert "checkpoints:" in console and "metrics log:" in console and "it/s" in console  # where things are; bar
+
+
+def test_resume_continues_the_step_count(default_run, tmp_path):
+    last = default_run / "checkpoints" / "last.ckpt"
+    cfg = compose_config("train", tmp_path, f"paths.data_dir={default_run.parents[1] / 'data'}",
+                         f"ckpt_path={last}", "trainer.max_steps=44", "trainer.log_every_n_steps=1",
+                         "trainer.val_check_interval=1000")
+    train(cfg)
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 44
+    steps = [s for s, _ in logged(tmp_path / "run", "train/loss")]
+    assert steps[0] >= 40 and steps[-1] == 43  # steps 40..43 only: training continued, it did not start over
+    before = torch.load(last, weights_only=True)["optimizer_states"][0]["state"]
+    assert ckpt["optimizer_states"][0]["state"][0]["step"] == before[0]["step"] + 4  # Adam moments carried on
+
+
+class PlantedFailures(GSLRMSystem):
+    """Step 1 gets a NaN loss and step 2 a gradient 1e6 times too large: FaceLift's rule must skip both."""
+
+    def training_step(self, batch, batch_idx):
+        loss = super().training_step(batch, batch_idx)
+        return {1: loss * float("nan"), 2: loss * 1e6}.get(self.global_step, loss)
+
+
+class ParameterTrace(L.Callback):
+    def __init__(self):
+        self.changed = []
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        self.before = [p.detach().clone() for p in module.net.parameters()]
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        self.changed.append(any(not torch.equal(a, p) for a, p in zip(self.before, module.net.parameters())))
+
+
+def test_step_rule_skips_a_planted_nan_and_a_planted_explosion_and_logs_both(default_run, tmp_path, caplog):
+    cfg = compose_config("train", tmp_path, f"paths.data_dir={default_run.parents[1] / 'data'}",
+                         "model.optim.warmup=0")  # a warmup would start at LR 0: step 0 would not move either
+    datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
+    system = PlantedFailures(**{k: v for k, v in cfg.model.items() if not k.startswith("_")})
+    trace = ParameterTrace()
+    trainer = L.Trainer(accelerator="cpu", max_steps=4, logger=L.pytorch.loggers.CSVLogger(tmp_path, name="csv",
+                        version=""), callbacks=[trace], limit_val_batches=0, log_every_n_steps=1,
+                        enable_checkpointing=False, enable_progress_bar=False)
+    with caplog.at_level(logging.WARNING, logger="facelift"):
+        trainer.fit(system, datamodule=datamodule)
+    assert trace.changed == [True, False, False, True]  # steps 1 and 2 left the weights alone
+    assert dict(system.step_rule.skipped) == {"nonfinite_loss": 1, "gradnorm": 1}
+    assert trainer.global_step == 4 and trainer.lr_scheduler_configs[0].scheduler.last_epoch == 4  # LR moved on
+    skips = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert len(skips) == 2 and "nonfinite_loss" in skips[0] and "gradnorm" in skips[1]
+    rows = {s: v for s, v in logged(tmp_path, "train/skipped_gradnorm")}
+    assert rows[1] == 0 and rows[2] == 1 and logged(tmp_path, "train/skipped_nonfinite_loss")[-1][1] == 1
+
+
+def test_eval_writes_metrics_renders_turntables_and_plys(default_run, tmp_path):
+    cfg = compose_config("eval", tmp_path, f"ckpt={default_run / 'checkpoints' / 'last.ckpt'}",
+                         "metrics.allow_random_init=true", "turntable.size=32")
+    result = evaluate(cfg)
+    out = tmp_path / "run"
+    assert (out / "metrics.json").is_file() and result["num_samples"] == 1  # 8 samples: the last one is val
+    (sample,) = result["samples"]
+    assert [v["input"] for v in sample["views"]] == [True] * 4 + [False] * 4  # inputs are supervised too
+    for view in sample["views"]:
+        assert 5 < view["psnr"] < 60 and 0 < view["ssim"] <= 1 and view["lpips"] >= 0
+    novel = [v["psnr"] for v in sample["views"] if not v["input"]]
+    assert result["mean"]["novel"]["psnr"] == pytest.approx(sum(novel) / len(novel))
+    folder = out / "samples" / sample["sample"]
+    for name in ("renders.png", "gaussians.ply", "turntable.mp4", "turntable.png"):
+        assert (folder / name).is_file(), name
+    assert imageio_ffmpeg.count_frames_and_secs(str(folder / "turntable.mp4"))[0] == 150
+    cloud = load_ply(folder / "gaussians.ply")
+    assert 0 < cloud.num_gaussians <= 2 + 4 * 32 * 32  # pruned, as FaceLift's inference
+    assert (cloud.means.abs() <= 1.0 + 1e-6).all()  # the pruning box
+
+
+def test_a_training_checkpoint_loads_as_the_network_it_trained(default_run):
+    """d_head is in no weight shape: it must come from the checkpoint's config (the tiny model's is 16, not 64)."""
+    ckpt = default_run / "checkpoints" / "last.ckpt"
+    net, layout = load_gslrm(ckpt)
+    assert layout == "project" and net.config.d_head == 16 and net.config.n_layer == 2
+    system = GSLRMSystem(**torch.load(ckpt, weights_only=True)["hyper_parameters"]).eval()
+    system.load_state_dict(torch.load(ckpt, weights_only=True)["state_dict"])
+    views = MultiViewDataModule(**torch.load(ckpt, weights_only=True)["datamodule_hyper_parameters"]
+                                ).dataset("val")[0].select(slice(0, 4))
+    with torch.no_grad():
+        assert torch.equal(net(views).means, system.net(views).means)
+
+
+def test_a_missing_weight_file_is_one_sentence(tmp_path):
+    run = subprocess.run([sys.executable, "train.py", "experiment=human_gslrm", "trainer=cpu",
+                          f"paths.weights_dir={tmp_path}", f"paths.log_dir={tmp_path}"],
+                         cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: VGG19 weights for the perceptual loss not found at") and str(tmp_path) in last
+
+
+def test_eval_refuses_what_is_not_a_training_checkpoint(tmp_path):
+    run = subprocess.run([sys.executable, "eval.py", f"ckpt={REFERENCE / 'gslrm_tiny_parity.pt'}",
+                          f"paths.log_dir={tmp_path}"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert run.stderr.strip().splitlines()[-1].startswith("error:") and "not a train.py checkpoint" in run.stderr
+
+
+@pytest.fixture(scope="module")
+def mouse_set(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("mouse")
+    write_dataset(tmp / "raw", "mouse", num_samples=3, size=72)
+    run = subprocess.run([sys.executable, "scripts/prepare_mouse_data.py", "--src", str(tmp / "raw"), "--dst",
+                          str(tmp / "prep"), "--size", "32", "--val-fraction", "0.34"],
+                         cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    fixture = torch.load(REFERENCE / "gslrm_tiny_parity.pt", weights_only=True)
+    torch.save(fixture["checkpoint"], tmp / "ckpt_tiny.pt")  # FaceLift's format, gslrm_tiny's architecture
+    return tmp
+
+
+def test_mouse_gslrm_v2_holds_the_forks_values(tmp_path):
+    cfg = compose_config("train", tmp_path, "experiment=mouse_gslrm_v2")
+    m, d, loss = cfg.model, cfg.data, cfg.loss
+    assert (m.net.d, m.net.n_layer, m.net.patch_size, d.image_size) == (1024, 24, 8, 512)
+    assert (d.num_views, d.num_input_views, d.target_has_input, d.maximize_view_overlap) == (6, 1, True, False)
+    assert (loss.l2_loss_weight, loss.lpips_loss_weight, loss.perceptual_loss_weight, loss.ssim_loss_weight,
+            loss.l2_warmup_steps) == (1.0, 1.0, 1.0, 0.5, 0)
+    assert (m.optim.lr, list(m.optim.betas), m.optim.weight_decay, m.optim.warmup) == (5e-6, [0.9, 0.95], 0.05, 500)
+    assert (m.step_rule.grad_clip_norm, m.step_rule.allowed_gradnorm_factor) == (1.0, 100.0)
+    assert m.init_ckpt.endswith("ckpt_0000000000021125.pt") and m.net.gradient_checkpointing
+    assert cfg.trainer.precision == "bf16-mixed" and cfg.matmul_precision == "high"
+    assert (cfg.trainer.max_steps, cfg.trainer.val_check_interval,
+            cfg.callbacks.model_checkpoint.every_n_train_steps) == (50000, 500, 500)
+    assert d.normalize_cameras.enabled and d.normalize_cameras.target_camera_distance == 2.7
+    assert list(d.augmentation.brightness_range) == [0.9, 1.1] and cfg.logger.wandb.project == "mouse_facelift"
+    human = compose_config("train", tmp_path, "experiment=human_gslrm")
+    assert (human.data.num_views, human.data.num_input_views, human.loss.perceptual_loss_weight) == (8, 6, 0.5)
+
+
+def test_mouse_gslrm_v2_runs_two_steps_with_the_tiny_model_from_an_official_checkpoint(mouse_set, tmp_path):
+    run = subprocess.run(
+        [sys.executable, "train.py", "experiment=mouse_gslrm_v2", "model=gslrm_tiny", "trainer=cpu",
+         "trainer.max_steps=2", f"data.data_dir={mouse_set / 'prep'}", "data.image_size=32", "data.num_workers=0",
+         f"paths.official_gslrm_ckpt={mouse_set / 'ckpt_tiny.pt'}", "loss.vgg19_weights=null",
+         "loss.allow_random_init=true", f"paths.log_dir={tmp_path}", "logger.wandb.offline=true"],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "initialised GS-LRM from" in run.stdout  # Hydra logs to stdout
+    (run_dir,) = (tmp_path / "mouse_gslrm_v2").iterdir()
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 2 and ckpt["hyper_parameters"]["optim"]["lr"] == 5e-6
+    assert list(run_dir.glob("wandb/offline-run-*"))  # logged to wandb (offline)
+
+
+def test_multirun_sweeps_the_learning_rate(default_run, tmp_path):
+    run = subprocess.run([sys.executable, "train.py", "-m", "model.optim.lr=1e-3,3e-3", "trainer.max_steps=2",
+                          f"paths.data_dir={default_run.parents[1] / 'data'}", f"paths.log_dir={tmp_path}"],
+                         cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    (sweep,) = (tmp_path / "train" / "multirun").iterdir()
+    lrs = sorted(torch.load(sweep / job / "checkpoints" / "last.ckpt", weights_only=True)["hyper_parameters"]
+                 ["optim"]["lr"] for job in ("0", "1"))
+    assert lrs == [1e-3, 3e-3]
+
+
+def test_ddp_on_two_processes_gives_the_single_process_loss_at_the_same_global_batch(tmp_path):
+    """`trainer=ddp` through Lightning (CPU processes and gloo here; GPUs and NCCL on a GPU host): the same global
+    batch of 2 as one process with batch 2, so the same losses step after step (gradients are averaged)."""
+    common = ["trainer.precision=32-true", "trainer.max_steps=3", "trainer.log_every_n_steps=1",
+              "data.view_sampling=fixed", "data.maximize_view_overlap=false", "data.synthesize.num_samples=3",
+              f"paths.data_dir={tmp_path / 'data'}"]  # fixed views: both runs see the same two training samples
+    losses = {}
+    for name, extra in (("single", ["data.batch_size_per_gpu=2"]),
+                        ("ddp", ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
+                                 "data.batch_size_per_gpu=1"])):
+        run = subprocess.run([sys.executable, "train.py", *common, *extra, f"paths.log_dir={tmp_path / name}"],
+                             cwd=REPO, capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stderr[-3000:]
+        (run_dir,) = (tmp_path / name / "train").iterdir()
+        losses[name] = [v for _, v in logged(run_dir, "train/loss")]
+    assert len(losses["ddp"]) == 3 and losses["ddp"] == pytest.approx(losses["single"], rel=1e-4)
+    assert losses["single"][2] < losses["single"][0]  # and training moved
+
+
+def test_freeze_takes_facelifts_parameter_names_and_keeps_them_out_of_the_optimizer(tmp_path):
+    cfg = compose_config("train", tmp_path, "model.freeze=[transformer_layers.0-0,gaussian_upsampler]")
+    system = hydra.utils.instantiate(cfg.model)
+    frozen = {n for n, p in system.net.named_parameters() if not p.requires_grad}
+    assert frozen == {f"transformer.blocks.0.{m}.weight" for m in ("attn_norm", "mlp_norm", "attn.qkv", "attn.out",
+                                                                   "mlp.fc1", "mlp.fc2")} | \
+        {"heads.learned_norm.weight", "heads.learned_proj.weight"}
+    system.trainer = L.Trainer(max_steps=10, accelerator="cpu", logger=False)  # configure_optimizers reads max_steps
+    optimizer = system.configure_optimizers()["optimizer"]
+    optimized = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    assert optimized == {id(p) for p in system.net.parameters() if p.requires_grad}
