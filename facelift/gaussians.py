@@ -8,8 +8,6 @@ The view-dependent SH evaluation is the renderer's (`facelift.render.sh`).
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import torch.nn.functional as F
 from plyfile import PlyData, PlyElement, PlyParseError
 from torch import Tensor
 
+from facelift.atomic import atomic_path
 from facelift.errors import InputError
 
 SH_C0 = 0.28209479177387814  # the degree-0 real spherical harmonic, 1 / (2 sqrt(pi))
@@ -175,32 +174,35 @@ def save_ply(path: str | Path, gaussians: Gaussians, write_rgb: bool = True) -> 
     """
     if gaussians.batch_size != 1:
         raise ValueError(f"save_ply writes one cloud; got a batch of {gaussians.batch_size}")
-    g = gaussians.detach().to("cpu", torch.float32).with_sh_degree(PLY_SH_DEGREE)
+    g = gaussians.detach().to("cpu", torch.float32)
     n, k = g.num_gaussians, g.sh.shape[2]
-    columns: list[tuple[str, np.ndarray]] = [(name, g.means[0, :, i].numpy()) for i, name in enumerate("xyz")]
-    if write_rgb:  # FaceLift truncates (astype uint8) after clipping to [0, 255]
-        rgb = (g.base_colors[0] * 255.0).clamp(0, 255).to(torch.uint8).numpy()
-        columns += [(name, rgb[:, i]) for i, name in enumerate(("red", "green", "blue"))]
-    columns += [(f"f_dc_{c}", g.sh[0, :, 0, c].numpy()) for c in range(3)]
-    rest = g.sh[0, :, 1:, :].transpose(1, 2).reshape(n, 3 * (k - 1)).numpy()  # [N, 45] channel-major
-    columns += [(f"f_rest_{i}", rest[:, i]) for i in range(rest.shape[1])]
-    columns.append(("opacity", g.opacity_logits[0].numpy()))
-    columns += [(f"scale_{i}", g.log_scales[0, :, i].numpy()) for i in range(3)]
-    columns += [(f"rot_{i}", g.quats[0, :, i].numpy()) for i in range(4)]
+    rest = [f"f_rest_{i}" for i in range(3 * ((PLY_SH_DEGREE + 1) ** 2 - 1))]
+    rgb = ["red", "green", "blue"] if write_rgb else []
+    floats = [f"f_dc_{c}" for c in range(3)] + rest + ["opacity"] + [f"scale_{i}" for i in range(3)] + \
+        [f"rot_{i}" for i in range(4)]
+    # zeros: the f_rest coefficients above the cloud's own degree stay 0
+    vertices = np.zeros(n, dtype=[(c, "<f4") for c in "xyz"] + [(c, "u1") for c in rgb] + [(c, "<f4") for c in floats])
+    # Filled as raw bytes, block by block, straight from the tensors: assigning 60 strided columns one by one, or
+    # concatenating first, took seconds for FaceLift's 1.5 M Gaussians.
+    record = vertices.view(np.uint8).reshape(n, vertices.itemsize)  # [N, bytes per vertex]
 
-    vertices = np.empty(n, dtype=[(name, col.dtype.str) for name, col in columns])
-    for name, col in columns:
-        vertices[name] = col
+    def put(first: str, block: Tensor) -> None:  # block [N, m] float32 -> the m floats from column ``first`` on
+        start = vertices.dtype.fields[first][1]
+        record[:, start:start + 4 * block.shape[1]] = np.ascontiguousarray(block.numpy()).view(np.uint8)
+
+    put("x", g.means[0])
+    if write_rgb:  # FaceLift truncates (astype uint8) after clipping to [0, 255]
+        start = vertices.dtype.fields["red"][1]
+        record[:, start:start + 3] = (g.base_colors[0] * 255.0).clamp(0, 255).to(torch.uint8).numpy()
+    put("f_dc_0", g.sh[0, :, 0, :])
+    for c in range(3 if k > 1 else 0):  # channel-major: f_rest_{c*15 + j-1} holds coefficient j of channel c
+        put(f"f_rest_{c * 15}", g.sh[0, :, 1:, c])
+    put("opacity", g.opacity_logits[0, :, None])
+    put("scale_0", g.log_scales[0])
+    put("rot_0", g.quats[0])
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".ply")
-    os.close(fd)
-    try:
-        PlyData([PlyElement.describe(vertices, "vertex")], byte_order="<").write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        PlyData([PlyElement.describe(vertices, "vertex")], byte_order="<").write(str(tmp))
     return path
 
 

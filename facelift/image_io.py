@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +9,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
+from facelift.atomic import atomic_path
 from facelift.errors import InputError
 
 Image.MAX_IMAGE_PIXELS = 64_000_000  # refuse decompression bombs, allow 6000x4000 photos and larger
@@ -57,8 +56,10 @@ def composite(rgba: Tensor, background: Tensor | float | tuple[float, float, flo
 
 
 def to_uint8(image: Tensor) -> np.ndarray:
-    """``[C, H, W]`` float in [0, 1] -> ``[H, W, C]`` uint8 (rounded, clamped)."""
-    return (image.detach().float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+    """``[..., C, H, W]`` float in [0, 1] -> ``[..., H, W, C]`` uint8 (rounded, clamped), converted where the tensor
+    lives (on a GPU, a quarter of the bytes then cross to the host)."""
+    pixels = image.detach().float().clamp(0, 1).mul_(255).round_().to(torch.uint8)  # one float temporary, not four
+    return pixels.movedim(-3, -1).contiguous().cpu().numpy()
 
 
 def write_image(path: str | Path, image: Tensor | np.ndarray) -> Path:
@@ -70,13 +71,6 @@ def write_image(path: str | Path, image: Tensor | np.ndarray) -> Path:
     arr = to_uint8(image) if isinstance(image, Tensor) else np.asarray(image)
     if arr.ndim == 3 and arr.shape[-1] == 1:
         arr = arr[..., 0]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         Image.fromarray(arr).save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path

@@ -37,14 +37,15 @@ def orbit_cameras(num_frames: int = 150, width: int = 512, height: int | None = 
 @torch.no_grad()
 def render_turntable(gaussians: Gaussians, cameras: Cameras, background: Tensor | float = 1.0,
                      backend: Backend = "auto", chunk: int = 16) -> Tensor:
-    """Frames ``[N, 3, H, W]`` (CPU, float in [0, 1]) of one cloud (batch size 1) seen from ``cameras`` ``[N]``.
+    """Frames ``[N, 3, H, W]`` (float in [0, 1], on the cloud's device) of one cloud (batch size 1) seen from
+    ``cameras`` ``[N]``.
 
     Views are rendered ``chunk`` at a time to bound memory.
     """
     if gaussians.batch_size != 1:
         raise ValueError(f"render_turntable renders one cloud; got a batch of {gaussians.batch_size}")
     cameras = cameras.to(gaussians.means.device)
-    frames = [render(gaussians, cameras[i:i + chunk][None], background, backend).rgb[0].clamp(0, 1).cpu()
+    frames = [render(gaussians, cameras[i:i + chunk][None], background, backend).rgb[0].clamp(0, 1)
               for i in range(0, len(cameras), chunk)]
     return torch.cat(frames)
 

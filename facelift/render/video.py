@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
-import imageio_ffmpeg
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from facelift.atomic import atomic_path
 from facelift.gaussians import Gaussians
 from facelift.image_io import to_uint8, write_image
 from facelift.render.renderer import Backend
@@ -25,23 +22,20 @@ def write_mp4(path: str | Path, frames: Tensor, fps: int = 30, quality: int = 8)
     yuv420p (what every player reads) needs even sizes: an odd edge is padded by repeating the last row/column.
     ``quality`` is imageio-ffmpeg's 0-10 scale.
     """
+    import imageio_ffmpeg  # here, not at import: rendering and contact sheets work where ffmpeg is not installed
+
     path = Path(path)
-    frames = F.pad(frames, (0, frames.shape[-1] % 2, 0, frames.shape[-2] % 2), mode="replicate")
+    if frames.shape[-1] % 2 or frames.shape[-2] % 2:
+        frames = F.pad(frames, (0, frames.shape[-1] % 2, 0, frames.shape[-2] % 2), mode="replicate")
     height, width = frames.shape[-2:]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".mp4")
-    os.close(fd)
-    try:
-        writer = imageio_ffmpeg.write_frames(tmp, (width, height), fps=fps, quality=quality, codec="libx264",
-                                             pix_fmt_out="yuv420p", macro_block_size=1)
+    with atomic_path(path) as tmp:
+        writer = imageio_ffmpeg.write_frames(str(tmp), (width, height), fps=fps, quality=quality, codec="libx264",
+                                             pix_fmt_out="yuv420p", macro_block_size=1,
+                                             output_params=["-preset", "veryfast"])  # ~2x medium's speed, same size
         writer.send(None)  # start the encoder
-        for frame in frames:
-            writer.send(np.ascontiguousarray(to_uint8(frame)))
+        for frame in to_uint8(frames):  # converted in one go, where the frames are: [N, H, W, 3]
+            writer.send(frame)
         writer.close()
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
