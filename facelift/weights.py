@@ -7,6 +7,7 @@ Checkpoints are read with ``torch.load(weights_only=True)`` (a downloaded ``.pt`
 
 from __future__ import annotations
 
+import hashlib
 import pickle
 from pathlib import Path
 
@@ -33,6 +34,21 @@ def require_dir(path: str | Path | None, what: str, how_to_get: str) -> Path:
     if not path.is_dir():
         raise MissingWeightsError(f"{what} not found at {path}; {how_to_get}")
     return path
+
+
+def sha256_of(path: str | Path) -> str:
+    """SHA-256 of a file, or of a folder: every file below it in sorted order, each as its relative path then its
+    bytes (so renaming or editing any file changes the hash). Identifies the weights a result came from."""
+    path = Path(path)
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    digest = hashlib.sha256()
+    for file in files:
+        if file != path:
+            digest.update(file.relative_to(path).as_posix().encode() + b"\0")
+        with open(file, "rb") as f:
+            while chunk := f.read(1 << 22):
+                digest.update(chunk)
+    return digest.hexdigest()
 
 
 def load_checkpoint(path: str | Path) -> dict:

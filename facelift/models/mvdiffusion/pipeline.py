@@ -91,8 +91,8 @@ class MVDiffusionPipeline:
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "MVDiffusionPipeline":
         """Move the networks (and cast them to ``dtype``: fp16 / bf16 for inference); the normaliser stays fp32."""
-        for m in (self.unet, self.vae, self.image_encoder):
-            m.to(device=device, dtype=dtype)
+        for m in (self.unet, self.vae, self.image_encoder):  # no dtype argument for a move: diffusers warns on one
+            m.to(device=device, dtype=dtype) if dtype is not None else m.to(device)
         torch.nn.Module.to(self.image_normalizer, device)  # its own .to() takes other arguments
         self.prompt_embeds = self.prompt_embeds.to(device=device, dtype=dtype or self.prompt_embeds.dtype)
         return self

@@ -1,0 +1,399 @@
+"""Inference: photo -> (crop, background removal) -> MVDiffusion -> GS-LRM -> cleaned Gaussians -> files.
+
+A sample folder (images/ + opencv_cameras.json) skips the first two stages: its posed views, rig-normalized as the
+training data are, go to GS-LRM directly (the mouse project's inference case).
+Per input, in ``<output_dir>/<name>/``: input.png (the preprocessed photo; a sample folder's first view),
+multiview.png (GS-LRM's input views side by side), output.png (the saved Gaussians rendered from those views'
+cameras), gaussians.ply (3DGS layout), turntable.mp4 (FaceLift's orbit) and summary.json (settings, checkpoint
+hashes, preprocessing and filtering reports, seconds per stage). `run_inference` drives a `conf/infer.yaml` run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import platform
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import asdict, replace
+from importlib import metadata
+from pathlib import Path
+
+import hydra
+import torch
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from torch import Tensor
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from facelift.atomic import write_json
+from facelift.cameras import Cameras, look_at
+from facelift.data.camera_json import CAMERA_FILE, read_camera_file
+from facelift.data.image_ops import square_padding
+from facelift.data.multiview import MultiViewDataset
+from facelift.data.rig import RigNormalization, normalize_rig
+from facelift.errors import InputError
+from facelift.gaussians import GaussianFilter, Gaussians, save_ply
+from facelift.image_io import write_image
+from facelift.models.gslrm import GSLRM, GSLRMConfig
+from facelift.models.gslrm.checkpoint import load_gslrm as load_gslrm_file
+from facelift.models.mvdiffusion import MVDiffusionPipeline, load_pipeline
+from facelift.preprocess import Preprocessor, PreprocessSettings
+from facelift.render import render
+from facelift.render.turntable import orbit_cameras, render_turntable
+from facelift.views import Views
+from facelift.weights import require_file, sha256_of
+
+log = logging.getLogger("facelift")
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")  # files a folder input processes
+PRECISIONS = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+FACELIFT_AZIMUTHS_DEG = (180.0, 225.0, 270.0, 315.0, 0.0, 90.0)  # utils_folder/opencv_cameras.json, file order
+GSLRM_HOW_TO_GET = ("download FaceLift's checkpoints/gslrm/ckpt_0000000000021125.pt from the Hugging Face repo "
+                    "wlyu/OpenFaceLift there, or point gslrm.ckpt at a checkpoint written by train.py")
+
+
+# ----------------------------------------------------------------------------------------- rigs
+def facelift_inference_cameras() -> Cameras:
+    """FaceLift's 6 inference cameras [6] at 512², in its file's order: Z-up ring at elevation 0, distance 2.7,
+    hfov 50 deg (fx = fy = 548.99, cx = cy = 256), looking at the origin."""
+    az = torch.deg2rad(torch.tensor(FACELIFT_AZIMUTHS_DEG, dtype=torch.float64))
+    eye = 2.7 * torch.stack([az.cos(), az.sin(), torch.zeros_like(az)], dim=-1)  # [6, 3]
+    c2w = look_at(eye, torch.zeros(3, dtype=torch.float64), torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64))
+    f = 256.0 / math.tan(math.radians(25.0))
+    return Cameras(c2w, torch.tensor([f, f, 256.0, 256.0], dtype=torch.float64).expand(6, 4), 512, 512)
+
+
+def square_cameras(cameras: Cameras, size: int, resize_mode: str) -> Cameras:
+    """Cameras for the views made square at ``size`` as the data layer does (pad centred, or stretch)."""
+    if resize_mode == "pad" and cameras.width != cameras.height:
+        cameras = cameras.padded(*square_padding(cameras.width, cameras.height))
+    return cameras.resized(size, size)
+
+
+def generated_view_rig(rig: DictConfig, size: int) -> tuple[Cameras, dict]:
+    """The cameras [V] of MVDiffusion's views (in its view order) at ``size``², normalized if the rig says so."""
+    if rig.cameras is None:
+        cameras, up, source = facelift_inference_cameras(), None, "FaceLift inference cameras (built in)"
+    else:
+        cam_file = read_camera_file(rig.cameras, need_file_path=False)
+        cameras, up, source = cam_file.cameras, cam_file.up, str(cam_file.path)
+    order = [int(i) for i in rig.view_order]
+    if any(not 0 <= i < len(cameras) for i in order):
+        raise InputError(source, f"rig.view_order {order} names frames outside its {len(cameras)} cameras")
+    cameras = cameras[torch.tensor(order)]
+    normalization = RigNormalization(**OmegaConf.to_container(rig.normalize_cameras, resolve=True))
+    report = None
+    if normalization.enabled:
+        norm = normalize_rig(cameras.c2w, cameras.intrinsics, normalization, up, source)
+        cameras, report = Cameras(norm.c2w, norm.intrinsics, cameras.width, cameras.height), norm.report.to_dict()
+    cameras = square_cameras(cameras, size, rig.resize_mode).to(torch.float32)
+    return cameras, {"cameras": source, "view_order": order, "normalization": report}
+
+
+def load_sample_views(folder: Path, rig: DictConfig, input_views, size: int, mask_threshold: float
+                      ) -> tuple[Views, dict]:
+    """A sample folder's views as GS-LRM input `Views` [1, V] at ``size``², through the training data path
+    (alpha or near-white mask, white background, pad to square, rig normalization)."""
+    cam_file = read_camera_file(folder / CAMERA_FILE)
+    count = len(cam_file.frames)
+    normalization = RigNormalization(**OmegaConf.to_container(rig.normalize_cameras, resolve=True))
+    dataset = MultiViewDataset([folder], num_views=count, num_input_views=count, image_size=size,
+                               resize_mode=rig.resize_mode, background_color="white", mask_threshold=mask_threshold,
+                               view_sampling="fixed", normalize_cameras=normalization, evaluation=True)
+    views = dataset.load(0)
+    chosen = list(range(count)) if input_views is None else [int(i) for i in input_views]
+    if any(not 0 <= i < count for i in chosen):
+        raise InputError(cam_file.path, f"gslrm.input_views {chosen} names frames outside its {count} frames")
+    report = None
+    if normalization.enabled:  # the dataset normalized the rig already; this repeats the pure function for its report
+        report = normalize_rig(cam_file.cameras.c2w, cam_file.cameras.intrinsics, normalization, cam_file.up,
+                               cam_file.path).report.to_dict()
+    return views.select(chosen), {"cameras": str(cam_file.path), "views": chosen, "normalization": report}
+
+
+# ----------------------------------------------------------------------------------------- models
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def resolve_precision(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if name not in PRECISIONS:
+        raise ValueError(f"precision must be auto or one of {sorted(PRECISIONS)}, got {name!r}")
+    return PRECISIONS[name]
+
+
+def _check_random(allowed: bool, key: str) -> None:
+    if not allowed:
+        raise ValueError(f"{key} builds a model with RANDOM weights; set allow_random_init=true to mean it "
+                         "(tests and benchmarks only)")
+
+
+def load_gslrm(cfg: DictConfig, allow_random_init: bool) -> tuple[GSLRM, dict]:
+    """GS-LRM from ``cfg.ckpt`` (architecture read from the file), or random from ``cfg.random`` fields."""
+    if cfg.get("random") is not None:
+        _check_random(allow_random_init, "gslrm.random")
+        config = replace(GSLRMConfig(**cfg.random), gradient_checkpointing=False,
+                         attention_backend=cfg.attention_backend)
+        log.warning("GS-LRM with RANDOM weights (gslrm.random, allow_random_init)")
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            return GSLRM(config).eval(), {"random": True, "config": asdict(config)}
+    path = require_file(cfg.ckpt, "GS-LRM checkpoint", GSLRM_HOW_TO_GET)
+    net, layout = load_gslrm_file(path, gradient_checkpointing=False, attention_backend=cfg.attention_backend)
+    return net, {"path": str(path), "sha256": sha256_of(path), "layout": layout, "config": asdict(net.config)}
+
+
+def load_mvdiffusion(cfg: DictConfig, allow_random_init: bool, dtype: torch.dtype) -> tuple[MVDiffusionPipeline, dict]:
+    """The MVDiffusion pipeline from the local folder ``cfg.ckpt``, or random from ``cfg.random`` (a
+    conf/model/pipeline file such as random_tiny)."""
+    name = {torch.float16: "float16", torch.bfloat16: "bfloat16", torch.float32: "float32"}[dtype]
+    if cfg.get("random") is not None:
+        _check_random(allow_random_init, "mvdiffusion.random")
+        return hydra.utils.instantiate(cfg.random, dtype=name), {"random": True}
+    pipe = load_pipeline(cfg.ckpt, cfg.prompt_embeds, cfg.unet_dir, dtype=name)
+    info = {"path": str(cfg.ckpt), "sha256": sha256_of(cfg.ckpt),
+            "prompt_embeds": {"path": str(cfg.prompt_embeds), "sha256": sha256_of(cfg.prompt_embeds)}}
+    if cfg.unet_dir:
+        info["unet_dir"] = {"path": str(cfg.unet_dir), "sha256": sha256_of(cfg.unet_dir)}
+    return pipe, info
+
+
+class StageClock:
+    """Seconds per named stage; CUDA work is synchronised at both ends so each stage owns its kernels. ``total`` is
+    the wall time since the clock was made (stages on the file-writing thread overlap the others)."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.seconds, self.start = device, {}, time.perf_counter()
+
+    def timed(self, name: str, fn, *args):
+        """Run CPU-only ``fn(*args)`` (on any thread) and record its seconds; no CUDA synchronisation."""
+        start = time.perf_counter()
+        result = fn(*args)
+        self.seconds[name] = round(time.perf_counter() - start, 4)
+        return result
+
+    def stop(self) -> None:
+        self.seconds["total"] = round(time.perf_counter() - self.start, 4)
+
+    @contextmanager
+    def __call__(self, name: str):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        start = time.perf_counter()
+        yield
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.seconds[name] = round(time.perf_counter() - start, 4)
+
+
+def side_by_side(images: Tensor) -> Tensor:
+    """``[V, 3, H, W]`` -> ``[3, H, V·W]``."""
+    v, c, h, w = images.shape
+    return images.permute(1, 2, 0, 3).reshape(c, h, v * w)
+
+
+# ----------------------------------------------------------------------------------------- one input
+class InferenceRunner:
+    """The models and settings of one run; `image` and `sample` each process one input into its folder."""
+
+    def __init__(self, cfg: DictConfig):
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        self.dtype = resolve_precision(cfg.precision, self.device)
+        self.size = cfg.model_size or cfg.image_size
+        start = time.perf_counter()
+        self.gslrm, info = load_gslrm(cfg.gslrm, cfg.allow_random_init)
+        self.gslrm.to(self.device)  # fp32 weights under autocast, as FaceLift runs it
+        self.checkpoints = {"gslrm": info}
+        self.load_seconds = {"gslrm": round(time.perf_counter() - start, 3)}
+        self._mvdiffusion: MVDiffusionPipeline | None = None  # loaded for the first photo only
+        self._rig: tuple[Cameras, dict] | None = None
+        crop = cfg.rig.crop if cfg.auto_crop else "none"
+        self.preprocessor = Preprocessor(PreprocessSettings(
+            size=cfg.image_size, crop=crop, background=cfg.background, u2net_home=cfg.paths.u2net_home,
+            mask_threshold=cfg.mask_threshold, face_min_confidence=cfg.face_min_confidence,
+            foreground_fraction=cfg.rig.foreground_fraction, max_side=cfg.max_input_side,
+            min_side=cfg.min_input_side), self.device)
+        f = OmegaConf.to_container(cfg.filter, resolve=True)
+        self.filter = GaussianFilter(**{k: tuple(v) if isinstance(v, list) else v for k, v in f.items()})
+        t = cfg.turntable
+        self.orbit = orbit_cameras(t.frames, t.size, radius=t.radius, elevation_deg=t.elevation_deg,
+                                   hfov_deg=t.hfov_deg)
+
+    def mvdiffusion(self) -> MVDiffusionPipeline:
+        if self._mvdiffusion is None:
+            start = time.perf_counter()
+            pipe, self.checkpoints["mvdiffusion"] = load_mvdiffusion(self.cfg.mvdiffusion, self.cfg.allow_random_init,
+                                                                     self.dtype)
+            pipe.to(self.device)  # already in the run's precision
+            if self.cfg.mvdiffusion.compile:
+                pipe.speed_up()
+            self._mvdiffusion = pipe
+            self.load_seconds["mvdiffusion"] = round(time.perf_counter() - start, 3)
+        return self._mvdiffusion
+
+    def rig(self) -> tuple[Cameras, dict]:
+        if self._rig is None:
+            self._rig = generated_view_rig(self.cfg.rig, self.size)
+        return self._rig
+
+    def image(self, path: Path, out: Path) -> dict:
+        """One photo -> every output file in ``out``; returns the summary."""
+        cfg, clock = self.cfg, StageClock(self.device)
+        with clock("preprocess"):
+            pre = self.preprocessor(path)
+        self._note_preprocess_weights(pre.report.mask_source, pre.report.crop)
+        write_image(out / "input.png", pre.image)
+        pipe = self.mvdiffusion()
+        cameras, rig_info = self.rig()
+        if pipe.num_views != len(cameras):
+            raise InputError(rig_info["cameras"], f"MVDiffusion makes {pipe.num_views} views but rig.view_order "
+                                                  f"names {len(cameras)} cameras")
+        with clock("mvdiffusion"):
+            views = pipe(pre.image, num_inference_steps=cfg.steps, guidance_scale=cfg.guidance_scale, eta=cfg.eta,
+                         seed=cfg.seed, height=self.size, width=self.size).float()  # [1, V, 3, S, S]
+        v = views.shape[1]
+        index = torch.stack([torch.arange(v), torch.zeros(v, dtype=torch.long)], dim=-1)[None]  # [1, V, 2]
+        batch = Views(views, torch.ones_like(views[:, :, :1]), cameras.to(views.device)[None], index.to(views.device))
+        summary = {"mode": "image", "preprocess": asdict(pre.report), "rig": rig_info}
+        return self._reconstruct_and_write(path, batch, out, clock, summary)
+
+    def sample(self, folder: Path, out: Path) -> dict:
+        """One sample folder of posed views -> every output file in ``out`` (no MVDiffusion); returns the summary."""
+        clock = StageClock(self.device)
+        with clock("load_views"):
+            views, rig_info = load_sample_views(folder, self.cfg.rig, self.cfg.gslrm.input_views, self.size,
+                                                self.cfg.mask_threshold)
+        write_image(out / "input.png", views.images[0, 0])
+        return self._reconstruct_and_write(folder, views, out, clock, {"mode": "sample_folder", "rig": rig_info})
+
+    @torch.inference_mode()
+    def reconstruct(self, views: Views) -> Gaussians:
+        """GS-LRM on ``views`` [1, V] under autocast to the run's precision -> float32 Gaussians [1, N]."""
+        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
+            return self.gslrm(views.to(self.device)).to(torch.float32)
+
+    def _reconstruct_and_write(self, source: Path, views: Views, out: Path, clock: StageClock, summary: dict) -> dict:
+        cfg, backend = self.cfg, self.cfg.render_backend
+        write_image(out / "multiview.png", side_by_side(views.images[0]))
+        with clock("gslrm"):
+            predicted = self.reconstruct(views)  # [1, N]
+        with clock("filter"):
+            gaussians = predicted.filtered(self.filter, views.cameras.centers[0].to(self.device))
+        if gaussians.num_gaussians == 0:
+            raise InputError(source, f"all {predicted.num_gaussians} Gaussians were removed by the filter "
+                                       "settings; relax filter.*")
+        with clock("render_views"):
+            rgb = render(gaussians, views.cameras.to(self.device), 1.0, backend).rgb[0].cpu()  # [V, 3, S, S]
+            on_host = gaussians.to("cpu")  # now, before the turntable's kernels queue up behind it
+        # output.png and the PLY (~250 MB for FaceLift's 1.1 M kept Gaussians) are written on a second thread while
+        # the turntable renders and encodes: file writing is most of what is left after MVDiffusion
+        with ThreadPoolExecutor(max_workers=1) as files:
+            written = [files.submit(write_image, out / "output.png", side_by_side(rgb)),
+                       files.submit(clock.timed, "ply", save_ply, out / "gaussians.ply", on_host)]
+            with clock("turntable_render"):
+                frames = render_turntable(gaussians, self.orbit, 1.0, backend)  # [F, 3, T, T] on the device
+            with clock("mp4"):
+                from facelift.render.video import write_mp4  # needs imageio-ffmpeg; the rest of this module does not
+
+                write_mp4(out / "turntable.mp4", frames, cfg.turntable.fps)
+            for job in written:
+                job.result()  # a failed write raises here
+        clock.stop()
+        summary = {"input": str(source), **summary,
+            "gaussians": {"predicted": predicted.num_gaussians, "kept": gaussians.num_gaussians,
+                          "filtered_out": predicted.num_gaussians - gaussians.num_gaussians,
+                          "filter": asdict(self.filter)},
+            "timings_s": clock.seconds, "model_load_s": dict(self.load_seconds), "checkpoints": dict(self.checkpoints),
+            "settings": settings_of(cfg), "environment": environment(self.device, self.dtype),
+            "outputs": ["input.png", "multiview.png", "output.png", "gaussians.ply", "turntable.mp4", "summary.json"]}
+        summary = json.loads(json.dumps(summary))  # what the file holds (tuples become lists)
+        write_json(out / "summary.json", summary)
+        return summary
+
+    def _note_preprocess_weights(self, mask_source: str, crop: str) -> None:
+        """Record the preprocessing weights a photo used (rembg's model file, the MTCNN wheel), once each."""
+        if mask_source == "rembg" and "u2net" not in self.checkpoints:
+            path = Path(self.cfg.paths.u2net_home) / "u2net.onnx"
+            self.checkpoints["u2net"] = {"path": str(path), "sha256": sha256_of(path)}
+        if crop == "face" and "mtcnn" not in self.checkpoints:
+            self.checkpoints["mtcnn"] = {"package": "facenet-pytorch", "version": metadata.version("facenet-pytorch")}
+
+
+def settings_of(cfg: DictConfig) -> dict:
+    """The run's resolved config without the machine-specific ``paths`` (checkpoint paths appear resolved)."""
+    return {k: OmegaConf.to_container(v, resolve=True) if isinstance(v, (DictConfig, ListConfig)) else v
+            for k, v in cfg.items() if k not in ("paths", "hydra")}
+
+
+def environment(device: torch.device, dtype: torch.dtype) -> dict:
+    return {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.machine()})",
+            "precision": str(dtype).removeprefix("torch."), "torch": torch.__version__, "cuda": torch.version.cuda,
+            "python": platform.python_version()}
+
+
+# ----------------------------------------------------------------------------------------- a run
+def list_inputs(source: Path) -> list[tuple[str, Path]]:
+    """``("image" | "sample", path)`` for every input ``source`` names, in sorted order."""
+    if not source.exists():
+        raise InputError(source, "input not found")
+    if source.is_file():
+        return [("image", source)]
+    if (source / CAMERA_FILE).is_file():
+        return [("sample", source)]
+    items, ignored = [], []
+    for child in sorted(source.iterdir()):
+        if child.name.startswith("."):
+            continue
+        if child.is_dir() and (child / CAMERA_FILE).is_file():
+            items.append(("sample", child))
+        elif child.is_file() and child.suffix.lower() in IMAGE_SUFFIXES:
+            items.append(("image", child))
+        else:
+            ignored.append(child.name)
+    if ignored:
+        log.info("%s: ignoring %d entries that are neither images (%s) nor sample folders: %s", source,
+                 len(ignored), " ".join(IMAGE_SUFFIXES), ", ".join(ignored[:10]))
+    if not items:
+        raise InputError(source, f"holds no images ({' '.join(IMAGE_SUFFIXES)}) and no sample folders")
+    return items
+
+
+def output_names(items: list[tuple[str, Path]]) -> list[str]:
+    """One folder name per input: the file's stem, or its whole name where two inputs share a stem."""
+    stems = [p.stem if kind == "image" else p.name for kind, p in items]
+    return [p.name.replace(".", "_") if stems.count(s) > 1 else s for s, (_, p) in zip(stems, items)]
+
+
+def run_inference(cfg: DictConfig) -> list[dict]:
+    """Process every input of ``cfg.input``; returns the summaries. A single input's problem raises its
+    `InputError`; a folder carries on past bad inputs and raises one `InputError` listing them at the end."""
+    source, out_root = Path(cfg.input), Path(cfg.output_dir)
+    items = list_inputs(source)
+    single = source.is_file() or (source / CAMERA_FILE).is_file()  # not a folder of inputs
+    runner = InferenceRunner(cfg)
+    summaries, failures = [], []
+    with logging_redirect_tqdm():  # log lines above the progress bar, not through it
+        for (kind, path), name in zip(tqdm(items, desc="infer", unit="input", disable=single), output_names(items)):
+            try:
+                summary = (runner.image if kind == "image" else runner.sample)(path, out_root / name)
+            except InputError as err:
+                if single:
+                    raise
+                failures.append(str(err))
+                log.error("failed: %s", err)
+                continue
+            summaries.append(summary)
+            log.info("%s -> %s (%d Gaussians kept of %d; %.2f s)", path, out_root / name,
+                     summary["gaussians"]["kept"], summary["gaussians"]["predicted"], summary["timings_s"]["total"])
+    log.info("results: %s (%d done, %d failed)", out_root, len(summaries), len(failures))
+    if failures:
+        raise InputError(source, f"{len(failures)} of {len(items)} inputs failed: " + " | ".join(failures))
+    return summaries
