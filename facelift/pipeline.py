@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import platform
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +28,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from facelift.atomic import write_json
-from facelift.cameras import Cameras, look_at
+from facelift.cameras import Cameras
 from facelift.data.camera_json import CAMERA_FILE, read_camera_file
 from facelift.data.image_ops import square_padding
 from facelift.data.multiview import MultiViewDataset
@@ -42,7 +41,7 @@ from facelift.models.gslrm.checkpoint import load_gslrm as load_gslrm_file
 from facelift.models.mvdiffusion import MVDiffusionPipeline, load_pipeline
 from facelift.preprocess import Preprocessor, PreprocessSettings
 from facelift.render import render
-from facelift.render.turntable import orbit_cameras, render_turntable
+from facelift.render.turntable import orbit_cameras, render_turntable, ring_cameras
 from facelift.views import Views
 from facelift.weights import require_file, sha256_of
 
@@ -59,11 +58,7 @@ GSLRM_HOW_TO_GET = ("download FaceLift's checkpoints/gslrm/ckpt_0000000000021125
 def facelift_inference_cameras() -> Cameras:
     """FaceLift's 6 inference cameras [6] at 512², in its file's order: Z-up ring at elevation 0, distance 2.7,
     hfov 50 deg (fx = fy = 548.99, cx = cy = 256), looking at the origin."""
-    az = torch.deg2rad(torch.tensor(FACELIFT_AZIMUTHS_DEG, dtype=torch.float64))
-    eye = 2.7 * torch.stack([az.cos(), az.sin(), torch.zeros_like(az)], dim=-1)  # [6, 3]
-    c2w = look_at(eye, torch.zeros(3, dtype=torch.float64), torch.tensor([0.0, 0.0, 1.0], dtype=torch.float64))
-    f = 256.0 / math.tan(math.radians(25.0))
-    return Cameras(c2w, torch.tensor([f, f, 256.0, 256.0], dtype=torch.float64).expand(6, 4), 512, 512)
+    return ring_cameras(FACELIFT_AZIMUTHS_DEG, 512, elevation_deg=0.0, dtype=torch.float64)
 
 
 def square_cameras(cameras: Cameras, size: int, resize_mode: str) -> Cameras:

@@ -10,7 +10,7 @@ matplotlib.use("Agg")  # files only; never open a window (also on headless machi
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from facelift.atomic import atomic_path
+from facelift.atomic import atomic_path  # noqa: E402
 from facelift.cameras import Cameras  # noqa: E402
 from facelift.data.rig import AXES, RigNormalization, RigReport  # noqa: E402
 

@@ -18,20 +18,28 @@ from facelift.render.renderer import Backend, render
 
 def orbit_cameras(num_frames: int = 150, width: int = 512, height: int | None = None, radius: float = 2.7,
                   elevation_deg: float = 20.0, hfov_deg: float = 50.0, start_azimuth_deg: float = 270.0) -> Cameras:
-    """``num_frames`` cameras ``[N]`` evenly spaced over one turn, looking at the origin with +Z up.
+    """``num_frames`` cameras ``[N]`` evenly spaced over one turn (see `ring_cameras`)."""
+    azimuths = start_azimuth_deg + torch.arange(num_frames, dtype=torch.float64) * 360.0 / num_frames
+    return ring_cameras(azimuths, width, height, radius, elevation_deg, hfov_deg)
+
+
+def ring_cameras(azimuths_deg, width: int = 512, height: int | None = None, radius: float = 2.7,
+                 elevation_deg: float = 20.0, hfov_deg: float = 50.0, dtype: torch.dtype = torch.float32) -> Cameras:
+    """Cameras ``[N]`` at the given azimuths (degrees, counter-clockwise from +X seen from +Z) on a ring around the
+    origin, looking at it with +Z up.
 
     Focal length from the horizontal field of view: fx = fy = (W / 2) / tan(hfov / 2) (548.99 px at 512 and 50 deg);
     principal point at the image centre.
     """
     height = height or width
-    az = torch.deg2rad(start_azimuth_deg + torch.arange(num_frames, dtype=torch.float64) * 360.0 / num_frames)
+    az = torch.deg2rad(torch.as_tensor(azimuths_deg, dtype=torch.float64))
     el = math.radians(elevation_deg)
     eye = torch.stack([radius * math.cos(el) * az.cos(), radius * math.cos(el) * az.sin(),
                        torch.full_like(az, radius * math.sin(el))], dim=-1)  # [N, 3]
     c2w = look_at(eye, torch.zeros(3, dtype=eye.dtype), torch.tensor([0.0, 0.0, 1.0], dtype=eye.dtype))
     f = 0.5 * width / math.tan(math.radians(hfov_deg) / 2)
-    intrinsics = torch.tensor([f, f, width / 2, height / 2], dtype=torch.float64).expand(num_frames, 4)
-    return Cameras(c2w.float(), intrinsics.float().contiguous(), width, height)
+    intrinsics = torch.tensor([f, f, width / 2, height / 2], dtype=torch.float64).expand(len(az), 4)
+    return Cameras(c2w.to(dtype), intrinsics.to(dtype).contiguous(), width, height)
 
 
 @torch.no_grad()

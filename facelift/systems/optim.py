@@ -33,14 +33,15 @@ def freeze_parameters(module: nn.Module, patterns: list[str],
     ``transformer_layers.0-11`` works as written).
     """
     regexes = [_pattern_to_regex(p) for p in patterns]
-    frozen = []
+    used, frozen = set(), []
     for name, p in module.named_parameters():
-        names = [name, alias(name)] if alias else [name]
-        if any(r.match(n) for r in regexes for n in names if n):
+        names = [n for n in (name, alias(name) if alias else None) if n]
+        hits = {i for i, r in enumerate(regexes) if any(r.match(n) for n in names)}
+        if hits:
             p.requires_grad_(False)
             frozen.append(name)
-    unused = [pat for pat, r in zip(patterns, regexes)
-              if not any(r.match(n) for f in frozen for n in (f, alias(f) if alias else None) if n)]
+            used |= hits
+    unused = [pat for i, pat in enumerate(patterns) if i not in used]
     if unused:
         raise ValueError(f"freeze patterns {unused} match no parameter (names look like "
                          f"'{next(iter(dict(module.named_parameters())))}')")
