@@ -90,23 +90,24 @@ def generated_view_rig(rig: DictConfig, size: int) -> tuple[Cameras, dict]:
 
 def load_sample_views(folder: Path, rig: DictConfig, input_views, size: int, mask_threshold: float
                       ) -> tuple[Views, dict]:
-    """A sample folder's views as GS-LRM input `Views` [1, V] at ``size``², through the training data path
-    (alpha or near-white mask, white background, pad to square, rig normalization)."""
+    """A sample folder's views (``input_views``, or all) as GS-LRM input `Views` [1, V] at ``size``², through the
+    training data path (alpha or near-white mask, white background, pad to square, rig normalization)."""
     cam_file = read_camera_file(folder / CAMERA_FILE)
-    count = len(cam_file.frames)
+    chosen = list(range(len(cam_file.frames))) if input_views is None else [int(i) for i in input_views]
     normalization = RigNormalization(**OmegaConf.to_container(rig.normalize_cameras, resolve=True))
-    dataset = MultiViewDataset([folder], num_views=count, num_input_views=count, image_size=size,
-                               resize_mode=rig.resize_mode, background_color="white", mask_threshold=mask_threshold,
-                               view_sampling="fixed", normalize_cameras=normalization, evaluation=True)
+    try:
+        dataset = MultiViewDataset([folder], num_views=len(chosen), num_input_views=len(chosen), image_size=size,
+                                   resize_mode=rig.resize_mode, background_color="white",
+                                   mask_threshold=mask_threshold, view_sampling="fixed", input_views=chosen,
+                                   normalize_cameras=normalization, evaluation=True)
+    except ValueError as err:
+        raise InputError(cam_file.path, f"gslrm.input_views: {err}") from None
     views = dataset.load(0)
-    chosen = list(range(count)) if input_views is None else [int(i) for i in input_views]
-    if any(not 0 <= i < count for i in chosen):
-        raise InputError(cam_file.path, f"gslrm.input_views {chosen} names frames outside its {count} frames")
     report = None
     if normalization.enabled:  # the dataset normalized the rig already; this repeats the pure function for its report
         report = normalize_rig(cam_file.cameras.c2w, cam_file.cameras.intrinsics, normalization, cam_file.up,
                                cam_file.path).report.to_dict()
-    return views.select(chosen), {"cameras": str(cam_file.path), "views": chosen, "normalization": report}
+    return views, {"cameras": str(cam_file.path), "views": views.index[0, :, 0].tolist(), "normalization": report}
 
 
 # ----------------------------------------------------------------------------------------- models

@@ -239,6 +239,22 @@ def test_training_items_draw_fresh_views_and_overlap_keeps_targets_near_inputs()
         human_dataset(num_views=40)[0]
 
 
+def test_explicit_input_views_with_every_other_view_as_target():
+    views = human_dataset(num_views=32, num_input_views=4, input_views=[24, 0, 8, 16], image_size=16)[0]
+    ids = views.index[0, :, 0].tolist()
+    assert ids[:4] == [0, 8, 16, 24] and sorted(ids[4:]) == [i for i in range(32) if i % 8]
+    fixed = human_dataset(num_views=6, num_input_views=2, input_views=[5, 3], view_sampling="fixed")[0]
+    assert fixed.index[0, :, 0].tolist() == [3, 5, 0, 1, 2, 4]
+    drawn = human_dataset(num_views=6, num_input_views=2, input_views=[5, 3], evaluation=False)
+    torch.manual_seed(0)
+    targets = {tuple(drawn[0].index[0, 2:, 0].tolist()) for _ in range(3)}
+    assert len(targets) > 1 and all(not {3, 5} & set(t) for t in targets)
+    with pytest.raises(InputError, match=r"input_views \[0, 40\] name views beyond its 32 views"):
+        human_dataset(num_input_views=2, input_views=[0, 40])[0]
+    with pytest.raises(ValueError, match="2 distinct view ids"):
+        human_dataset(num_input_views=2, input_views=[1, 1])
+
+
 def rgb_sample(root: Path, name: str, n: int = 2, size=(12, 10)) -> Path:
     """``n`` identical RGB views: white ground, a coloured 4x4 square at rows 3-6, columns 5-8."""
     images, cams = tiny_sample(n=n, size=size, channels=3)

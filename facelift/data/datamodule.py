@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader
 
 from facelift.data.multiview import MultiViewDataset, PhotometricAugmentation
@@ -26,7 +27,7 @@ class MultiViewDataModule(L.LightningDataModule):
                  num_views: int, num_input_views: int, target_has_input: bool, image_size: int,
                  resize_mode: str = "pad", background_color: str | float = "white", mask_threshold: float = 0.98,
                  view_sampling: str = "random", maximize_view_overlap: bool = False,
-                 view_overlap_angle: float = 86.0, normalize_cameras: RigNormalization | Mapping | None = None,
+                 view_overlap_angle: float = 86.0, input_views: list[int] | None = None, normalize_cameras: RigNormalization | Mapping | None = None,
                  augmentation: PhotometricAugmentation | Mapping | None = None, skip_bad_samples: bool = False,
                  batch_size_per_gpu: int = 2, num_workers: int = 0, synthesize: Mapping | None = None,
                  train_repeats: int = 1):
@@ -44,6 +45,7 @@ class MultiViewDataModule(L.LightningDataModule):
             num_views=num_views, num_input_views=num_input_views, image_size=image_size, resize_mode=resize_mode,
             background_color=background_color, mask_threshold=mask_threshold, view_sampling=view_sampling,
             maximize_view_overlap=maximize_view_overlap, view_overlap_angle=view_overlap_angle,
+            input_views=input_views,
             normalize_cameras=normalize_cameras, augmentation=augmentation, skip_bad_samples=skip_bad_samples)
         probe = MultiViewDataset([], **self.dataset_args)  # check every setting now, not in a worker later
         self.dataset_args.update(normalize_cameras=probe.normalize, augmentation=probe.augmentation)
@@ -79,7 +81,8 @@ class MultiViewDataModule(L.LightningDataModule):
     def _loader(self, split: str) -> DataLoader:
         return DataLoader(self.dataset(split), batch_size=self.batch_size, shuffle=split == "train",
                           num_workers=self.num_workers, collate_fn=Views.collate,
-                          persistent_workers=self.num_workers > 0)
+                          persistent_workers=self.num_workers > 0,
+                          pin_memory=torch.cuda.is_available())  # page-locked batches upload asynchronously
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")

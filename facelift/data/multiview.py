@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,11 +75,17 @@ class MultiViewDataset(Dataset):
     def __init__(self, samples: list[Path], *, num_views: int, num_input_views: int, image_size: int,
                  resize_mode: str = "pad", background_color: str | float = "white", mask_threshold: float = 0.98,
                  view_sampling: str = "random", maximize_view_overlap: bool = False,
-                 view_overlap_angle: float = 86.0, normalize_cameras: RigNormalization | Mapping | None = None,
+                 view_overlap_angle: float = 86.0, input_views: Sequence[int] | None = None,
+                 normalize_cameras: RigNormalization | Mapping | None = None,
                  augmentation: PhotometricAugmentation | Mapping | None = None, evaluation: bool = False,
                  skip_bad_samples: bool = False):
         if not 1 <= num_input_views <= num_views:
             raise ValueError(f"need 1 <= num_input_views <= num_views, got {num_input_views} and {num_views}")
+        if input_views is not None:
+            input_views = [int(i) for i in input_views]
+            if len(input_views) != num_input_views or len(set(input_views)) != num_input_views or min(input_views) < 0:
+                raise ValueError(f"input_views must name num_input_views={num_input_views} distinct view ids >= 0, "
+                                 f"got {input_views}")
         if resize_mode not in RESIZE_MODES:
             raise ValueError(f"resize_mode must be one of {RESIZE_MODES}, got {resize_mode!r}")
         if view_sampling not in VIEW_SAMPLING:
@@ -91,6 +97,7 @@ class MultiViewDataset(Dataset):
         self.num_views, self.num_input_views, self.image_size = num_views, num_input_views, image_size
         self.resize_mode, self.mask_threshold, self.view_sampling = resize_mode, mask_threshold, view_sampling
         self.maximize_view_overlap, self.view_overlap_angle = maximize_view_overlap, view_overlap_angle
+        self.input_views = input_views
         self.normalize = _as_dataclass(RigNormalization, normalize_cameras, enabled=False)
         self.augmentation = _as_dataclass(PhotometricAugmentation, augmentation)
         self.evaluation, self.skip_bad_samples = evaluation, skip_bad_samples
@@ -138,11 +145,22 @@ class MultiViewDataset(Dataset):
                      background[None])
 
     def choose_views(self, cameras: Cameras, gen: torch.Generator | None, source) -> list[int]:
-        """``num_views`` view ids, inputs first (each group sorted in evaluation, as FaceLift does)."""
+        """``num_views`` view ids, inputs first (each group sorted in evaluation, as FaceLift does).
+
+        With ``input_views`` the inputs are those ids and the targets come from the other views, the first ones
+        (``fixed``) or drawn (``random``)."""
         total, n_in = len(cameras), self.num_input_views
-        if self.view_sampling == "fixed":
+        if self.input_views is not None:
+            if max(self.input_views) >= total:
+                raise InputError(source, f"input_views {self.input_views} name views beyond its {total} views")
+            inputs = torch.tensor(self.input_views)
+            others = torch.tensor([i for i in range(total) if i not in self.input_views], dtype=torch.long)
+            order = torch.cat([inputs, others if self.view_sampling == "fixed"
+                               else others[torch.randperm(len(others), generator=gen)]])
+        elif self.view_sampling == "fixed":
             return list(range(self.num_views))
-        order = torch.randperm(total, generator=gen)
+        else:
+            order = torch.randperm(total, generator=gen)
         inputs = order[:n_in]
         if self.maximize_view_overlap:
             directions = F.normalize(cameras.centers, dim=-1)  # [V, 3] from the world origin (the subject)
