@@ -80,6 +80,9 @@ class Cameras:
     def to(self, *args, **kwargs) -> "Cameras":
         return Cameras(self.c2w.to(*args, **kwargs), self.intrinsics.to(*args, **kwargs), self.width, self.height)
 
+    def pin_memory(self) -> "Cameras":
+        return Cameras(self.c2w.pin_memory(), self.intrinsics.pin_memory(), self.width, self.height)
+
     @property
     def device(self) -> torch.device:
         return self.c2w.device

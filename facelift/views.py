@@ -36,8 +36,17 @@ class Views:
         return Views(self.images[:, idx], self.masks[:, idx], self.cameras[:, idx], self.index[:, idx], self.background)
 
     def to(self, device) -> "Views":
-        bg = None if self.background is None else self.background.to(device)
-        return Views(self.images.to(device), self.masks.to(device), self.cameras.to(device), self.index.to(device), bg)
+        """On ``device``; from pinned memory (`pin_memory`) the copies are asynchronous, as the DataLoader's are."""
+        nb = {"non_blocking": self.images.is_pinned()}
+        bg = None if self.background is None else self.background.to(device, **nb)
+        return Views(self.images.to(device, **nb), self.masks.to(device, **nb), self.cameras.to(device, **nb),
+                     self.index.to(device, **nb), bg)
+
+    def pin_memory(self) -> "Views":
+        """Called by a DataLoader with ``pin_memory=True`` (page-locked host memory: faster, asynchronous uploads)."""
+        bg = None if self.background is None else self.background.pin_memory()
+        return Views(self.images.pin_memory(), self.masks.pin_memory(), self.cameras.pin_memory(),
+                     self.index.pin_memory(), bg)
 
     def background_or_white(self) -> Tensor:  # [B, 3]
         if self.background is not None:

@@ -119,6 +119,27 @@ def test_step_rule_skips_a_planted_nan_and_a_planted_explosion_and_logs_both(def
     assert rows[1] == 0 and rows[2] == 1 and logged(tmp_path, "train/skipped_nonfinite_loss")[-1][1] == 1
 
 
+class ReachTrace(GSLRMSystem):
+    """Records, per training step, how far the pixel Gaussians reach from the origin (max |coordinate|)."""
+
+    def reconstruct(self, batch, clip_xyz=None):
+        rec = super().reconstruct(batch, clip_xyz)
+        if self.training:
+            self.reach.append(float(rec.gaussians.means[:, self.net.config.n_gaussians:].detach().abs().max()))
+        return rec
+
+
+def test_the_clamp_holds_for_clip_xyz_steps_then_training_runs_unclamped(default_run, tmp_path):
+    cfg = compose_config("train", tmp_path, f"paths.data_dir={default_run.parents[1] / 'data'}",
+                         "model.net.clip_xyz=true", "model.clip_xyz_steps=2")
+    system = ReachTrace(**{k: v for k, v in cfg.model.items() if not k.startswith("_")})
+    system.reach = []
+    trainer = L.Trainer(accelerator="cpu", max_steps=4, logger=False, limit_val_batches=0,
+                        enable_checkpointing=False, enable_progress_bar=False)
+    trainer.fit(system, datamodule=hydra.utils.instantiate(cfg.data, _convert_="all"))
+    assert max(system.reach[:2]) <= 1.0 < min(system.reach[2:])  # random depths reach past the box unclamped
+
+
 def test_eval_writes_metrics_renders_turntables_and_plys(default_run, tmp_path):
     cfg = compose_config("eval", tmp_path, f"ckpt={default_run / 'checkpoints' / 'last.ckpt'}",
                          "metrics.allow_random_init=true", "turntable.size=32")

@@ -42,7 +42,7 @@ class Reconstruction:
 class GSLRMSystem(L.LightningModule):
     def __init__(self, net: dict, loss: dict, optim: dict, step_rule: dict, num_input_views: int,
                  target_has_input: bool, freeze: list[str] | None = None, init_ckpt: str | None = None,
-                 render_backend: str = "auto", val_metrics: dict | None = None):
+                 render_backend: str = "auto", val_metrics: dict | None = None, clip_xyz_steps: int | None = None):
         super().__init__()
         self.save_hyperparameters()  # the whole config travels in every checkpoint: eval.py rebuilds from it
         make_plain(self.hparams)
@@ -83,9 +83,15 @@ class GSLRMSystem(L.LightningModule):
         return pixels_as_images(pixel_means, v, h, w, self.net.config.patch_size)
 
     # ----------------------------------------------------------------- training
+    def clip_xyz_at(self, step: int) -> bool | None:
+        """The clamp override at ``step``: off in FaceLift's points-dist warmup and from ``clip_xyz_steps`` on
+        (so the model ends its training as it infers, unclamped); None: as ``net.clip_xyz``."""
+        released = self.hparams.clip_xyz_steps is not None and step >= self.hparams.clip_xyz_steps
+        return False if self.loss_fn.in_pointsdist_warmup(step) or released else None
+
     def training_step(self, batch: Views, batch_idx: int) -> Tensor:
         step = self.global_step
-        rec = self.reconstruct(batch, clip_xyz=False if self.loss_fn.in_pointsdist_warmup(step) else None)
+        rec = self.reconstruct(batch, clip_xyz=self.clip_xyz_at(step))
         geometry = dict(input_views=rec.inputs, pixel_xyz=self.pixel_xyz(rec)) if self.loss_fn.needs_pixel_xyz else {}
         out = self.loss_fn(rec.renders.rgb, rec.targets, step=step, **geometry)
         bs = batch.images.shape[0]
