@@ -14,8 +14,6 @@ import json
 import logging
 import platform
 import time
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import asdict, replace
 from importlib import metadata
 from pathlib import Path
@@ -35,13 +33,14 @@ from facelift.data.multiview import MultiViewDataset
 from facelift.data.rig import RigNormalization, normalize_rig
 from facelift.errors import InputError
 from facelift.gaussians import GaussianFilter, Gaussians, save_ply
-from facelift.image_io import write_image
+from facelift.image_io import to_uint8, write_image
 from facelift.models.gslrm import GSLRM, GSLRMConfig
 from facelift.models.gslrm.checkpoint import load_gslrm as load_gslrm_file
 from facelift.models.mvdiffusion import MVDiffusionPipeline, load_pipeline
 from facelift.preprocess import Preprocessor, PreprocessSettings
 from facelift.render import render
 from facelift.render.turntable import orbit_cameras, render_turntable, ring_cameras
+from facelift.stages import BackgroundWrites, StageClock
 from facelift.views import Views
 from facelift.weights import require_file, sha256_of
 
@@ -161,34 +160,6 @@ def load_mvdiffusion(cfg: DictConfig, allow_random_init: bool, dtype: torch.dtyp
     return pipe, info
 
 
-class StageClock:
-    """Seconds per named stage; CUDA work is synchronised at both ends so each stage owns its kernels. ``total`` is
-    the wall time since the clock was made (stages on the file-writing thread overlap the others)."""
-
-    def __init__(self, device: torch.device):
-        self.device, self.seconds, self.start = device, {}, time.perf_counter()
-
-    def timed(self, name: str, fn, *args):
-        """Run CPU-only ``fn(*args)`` (on any thread) and record its seconds; no CUDA synchronisation."""
-        start = time.perf_counter()
-        result = fn(*args)
-        self.seconds[name] = round(time.perf_counter() - start, 4)
-        return result
-
-    def stop(self) -> None:
-        self.seconds["total"] = round(time.perf_counter() - self.start, 4)
-
-    @contextmanager
-    def __call__(self, name: str):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        start = time.perf_counter()
-        yield
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        self.seconds[name] = round(time.perf_counter() - start, 4)
-
-
 def side_by_side(images: Tensor) -> Tensor:
     """``[V, 3, H, W]`` -> ``[3, H, V·W]``."""
     v, c, h, w = images.shape
@@ -246,20 +217,24 @@ class InferenceRunner:
         with clock("preprocess"):
             pre = self.preprocessor(path)
         self._note_preprocess_weights(pre.report.mask_source, pre.report.crop)
-        write_image(out / "input.png", pre.image)
         pipe = self.mvdiffusion()
         cameras, rig_info = self.rig()
         if pipe.num_views != len(cameras):
             raise InputError(rig_info["cameras"], f"MVDiffusion makes {pipe.num_views} views but rig.view_order "
                                                   f"names {len(cameras)} cameras")
-        with clock("mvdiffusion"):
-            views = pipe(pre.image, num_inference_steps=cfg.steps, guidance_scale=cfg.guidance_scale, eta=cfg.eta,
-                         seed=cfg.seed, height=self.size, width=self.size).float()  # [1, V, 3, S, S]
-        v = views.shape[1]
-        index = torch.stack([torch.arange(v), torch.zeros(v, dtype=torch.long)], dim=-1)[None]  # [1, V, 2]
-        batch = Views(views, torch.ones_like(views[:, :, :1]), cameras.to(views.device)[None], index.to(views.device))
-        summary = {"mode": "image", "preprocess": asdict(pre.report), "rig": rig_info}
-        return self._reconstruct_and_write(path, batch, out, clock, summary)
+        # PNGs and the PLY are encoded on helper threads while the GPU runs the next stage: after MVDiffusion,
+        # file writing is most of the time left
+        with BackgroundWrites() as files:
+            files.submit(write_image, out / "input.png", to_uint8(pre.image))
+            with clock("mvdiffusion"):
+                views = pipe(pre.image, num_inference_steps=cfg.steps, guidance_scale=cfg.guidance_scale,
+                             eta=cfg.eta, seed=cfg.seed, height=self.size, width=self.size).float()  # [1, V, 3, S, S]
+            v = views.shape[1]
+            index = torch.stack([torch.arange(v), torch.zeros(v, dtype=torch.long)], dim=-1)[None]  # [1, V, 2]
+            batch = Views(views, torch.ones_like(views[:, :, :1]), cameras.to(views.device)[None],
+                          index.to(views.device))
+            summary = {"mode": "image", "preprocess": asdict(pre.report), "rig": rig_info}
+            return self._reconstruct_and_write(path, batch, out, clock, summary, files)
 
     def sample(self, folder: Path, out: Path) -> dict:
         """One sample folder of posed views -> every output file in ``out`` (no MVDiffusion); returns the summary."""
@@ -267,8 +242,10 @@ class InferenceRunner:
         with clock("load_views"):
             views, rig_info = load_sample_views(folder, self.cfg.rig, self.cfg.gslrm.input_views, self.size,
                                                 self.cfg.mask_threshold)
-        write_image(out / "input.png", views.images[0, 0])
-        return self._reconstruct_and_write(folder, views, out, clock, {"mode": "sample_folder", "rig": rig_info})
+        with BackgroundWrites() as files:
+            files.submit(write_image, out / "input.png", to_uint8(views.images[0, 0]))
+            summary = {"mode": "sample_folder", "rig": rig_info}
+            return self._reconstruct_and_write(folder, views, out, clock, summary, files)
 
     @torch.inference_mode()
     def reconstruct(self, views: Views) -> Gaussians:
@@ -276,9 +253,10 @@ class InferenceRunner:
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
             return self.gslrm(views.to(self.device)).to(torch.float32)
 
-    def _reconstruct_and_write(self, source: Path, views: Views, out: Path, clock: StageClock, summary: dict) -> dict:
+    def _reconstruct_and_write(self, source: Path, views: Views, out: Path, clock: StageClock, summary: dict,
+                               files: BackgroundWrites) -> dict:
         cfg, backend = self.cfg, self.cfg.render_backend
-        write_image(out / "multiview.png", side_by_side(views.images[0]))
+        files.submit(write_image, out / "multiview.png", to_uint8(side_by_side(views.images[0])))
         with clock("gslrm"):
             predicted = self.reconstruct(views)  # [1, N]
         with clock("filter"):
@@ -287,21 +265,17 @@ class InferenceRunner:
             raise InputError(source, f"all {predicted.num_gaussians} Gaussians were removed by the filter "
                                        "settings; relax filter.*")
         with clock("render_views"):
-            rgb = render(gaussians, views.cameras.to(self.device), 1.0, backend).rgb[0].cpu()  # [V, 3, S, S]
-            on_host = gaussians.to("cpu")  # now, before the turntable's kernels queue up behind it
-        # output.png and the PLY (~250 MB for FaceLift's 1.1 M kept Gaussians) are written on a second thread while
-        # the turntable renders and encodes: file writing is most of what is left after MVDiffusion
-        with ThreadPoolExecutor(max_workers=1) as files:
-            written = [files.submit(write_image, out / "output.png", side_by_side(rgb)),
-                       files.submit(clock.timed, "ply", save_ply, out / "gaussians.ply", on_host)]
-            with clock("turntable_render"):
-                frames = render_turntable(gaussians, self.orbit, 1.0, backend)  # [F, 3, T, T] on the device
-            with clock("mp4"):
-                from facelift.render.video import write_mp4  # needs imageio-ffmpeg; the rest of this module does not
+            rgb = render(gaussians, views.cameras.to(self.device), 1.0, backend).rgb[0]  # [V, 3, S, S]
+            files.submit(write_image, out / "output.png", to_uint8(side_by_side(rgb)))
+            files.submit(clock.timed, "ply", save_ply, out / "gaussians.ply", gaussians.to("cpu"))
+        with clock("turntable_render"):
+            frames = render_turntable(gaussians, self.orbit, 1.0, backend)  # [F, 3, T, T] on the device
+        with clock("mp4"):
+            from facelift.render.video import write_mp4  # needs imageio-ffmpeg; the rest of this module does not
 
-                write_mp4(out / "turntable.mp4", frames, cfg.turntable.fps)
-            for job in written:
-                job.result()  # a failed write raises here
+            write_mp4(out / "turntable.mp4", frames, cfg.turntable.fps)
+        with clock("write_wait"):  # the PNGs and PLY still being written on the helper threads
+            files.wait()  # a failed write raises here
         clock.stop()
         summary = {"input": str(source), **summary,
             "gaussians": {"predicted": predicted.num_gaussians, "kept": gaussians.num_gaussians,

@@ -31,7 +31,7 @@ def write_mp4(path: str | Path, frames: Tensor, fps: int = 30, quality: int = 8)
     with atomic_path(path) as tmp:
         writer = imageio_ffmpeg.write_frames(str(tmp), (width, height), fps=fps, quality=quality, codec="libx264",
                                              pix_fmt_out="yuv420p", macro_block_size=1,
-                                             output_params=["-preset", "veryfast"])  # ~2x medium's speed, same size
+                                             output_params=["-preset", "superfast"])  # 1.6x veryfast's speed, ~2x its (small) size
         writer.send(None)  # start the encoder
         for frame in to_uint8(frames):  # converted in one go, where the frames are: [N, H, W, 3]
             writer.send(frame)

@@ -1,0 +1,63 @@
+"""Bookkeeping for a staged run such as infer.py's: seconds per stage, and output files written on helper threads
+while the GPU goes on (PNG encoding and a ~250 MB PLY would otherwise sit on the critical path)."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+
+import torch
+
+
+class StageClock:
+    """Seconds per named stage; CUDA work is synchronised at both ends so each stage owns its kernels. ``total`` is
+    the wall time since the clock was made (stages on file-writing threads overlap the others)."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.seconds, self.start = device, {}, time.perf_counter()
+
+    def timed(self, name: str, fn, *args):
+        """Run CPU-only ``fn(*args)`` (on any thread) and record its seconds; no CUDA synchronisation."""
+        start = time.perf_counter()
+        result = fn(*args)
+        self.seconds[name] = round(time.perf_counter() - start, 4)
+        return result
+
+    def stop(self) -> None:
+        self.seconds["total"] = round(time.perf_counter() - self.start, 4)
+
+    @contextmanager
+    def __call__(self, name: str):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        start = time.perf_counter()
+        yield
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.seconds[name] = round(time.perf_counter() - start, 4)
+
+
+class BackgroundWrites:
+    """``with BackgroundWrites() as files: files.submit(write_image, path, image)``; leaving the block waits for
+    every write and raises the first one's error. Give it host (CPU) data: the GPU is busy with the next stage."""
+
+    def __init__(self, threads: int = 4):  # one per file infer.py writes beside the mp4: none waits for another
+        self.pool, self.jobs = ThreadPoolExecutor(max_workers=threads), []
+
+    def submit(self, fn, *args) -> Future:
+        job = self.pool.submit(fn, *args)
+        self.jobs.append(job)
+        return job
+
+    def wait(self) -> None:
+        for job in self.jobs:
+            job.result()
+
+    def __enter__(self) -> BackgroundWrites:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.pool.shutdown(wait=True)  # even on an error: no thread left writing into a folder we report on
+        if exc_type is None:
+            self.wait()
