@@ -20,6 +20,7 @@ from facelift.errors import InputError
 from facelift.gaussians import GaussianFilter, save_ply
 from facelift.image_io import write_image
 from facelift.render.video import save_turntable
+from facelift.stages import resolve_device
 from facelift.systems.gslrm_system import GSLRMSystem
 from facelift.systems.metrics import ImageMetrics, image_grid
 from facelift.weights import load_checkpoint
@@ -58,13 +59,13 @@ def build_datamodule(saved: dict, cfg: DictConfig) -> MultiViewDataModule:
 
 def evaluate(cfg: DictConfig) -> dict:
     """Score and save every sample of ``cfg.split``; returns the metrics written to ``metrics.json``."""
-    device = torch.device(cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(cfg.device)
     out = Path(cfg.paths.output_dir)
     system, saved_data = load_system(cfg.ckpt, device)
     datamodule = build_datamodule(saved_data, cfg)
     dataset = datamodule.dataset(cfg.split)
     metrics = ImageMetrics(**cfg.metrics).to(device)
-    prune = GaussianFilter(**OmegaConf.to_container(cfg.ply_filter, resolve=True)) if cfg.ply_filter else None
+    prune = GaussianFilter.from_mapping(OmegaConf.to_container(cfg.ply_filter, resolve=True))
     count = len(dataset) if cfg.limit_samples is None else min(cfg.limit_samples, len(dataset))
     log.info("evaluating %s on %d %s samples of %s -> %s", cfg.ckpt, count, cfg.split, datamodule.list_path(cfg.split),
              out)

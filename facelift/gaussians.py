@@ -8,6 +8,7 @@ The view-dependent SH evaluation is the renderer's (`facelift.render.sh`).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -159,6 +160,13 @@ class GaussianFilter:
     floater_threshold: float | None = 0.6  # drop |x| > t and |y| > t and z < -t
     box: tuple[float, float, float, float, float, float] | None = (-0.91, 0.91, -0.91, 0.91, -1.0, 1.0)
     near_far_quantiles: tuple[float, float] | None = None  # per camera distance quantiles to keep between
+
+    @classmethod
+    def from_mapping(cls, values: Mapping | None) -> GaussianFilter | None:
+        """A config node's plain values (lists become tuples); None (no filtering) stays None."""
+        if values is None:
+            return None
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
 # --------------------------------------------------------------------- PLY (the standard 3DGS vertex layout)

@@ -40,7 +40,7 @@ from facelift.models.mvdiffusion import MVDiffusionPipeline, load_pipeline
 from facelift.preprocess import Preprocessor, PreprocessSettings
 from facelift.render import render
 from facelift.render.turntable import orbit_cameras, render_turntable, ring_cameras
-from facelift.stages import BackgroundWrites, StageClock
+from facelift.stages import BackgroundWrites, StageClock, resolve_device
 from facelift.views import Views
 from facelift.weights import require_file, sha256_of
 
@@ -110,12 +110,6 @@ def load_sample_views(folder: Path, rig: DictConfig, input_views, size: int, mas
 
 
 # ----------------------------------------------------------------------------------------- models
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def resolve_precision(name: str, device: torch.device) -> torch.dtype:
     if name == "auto":
         return torch.float16 if device.type == "cuda" else torch.float32
@@ -188,8 +182,7 @@ class InferenceRunner:
             mask_threshold=cfg.mask_threshold, face_min_confidence=cfg.face_min_confidence,
             foreground_fraction=cfg.rig.foreground_fraction, max_side=cfg.max_input_side,
             min_side=cfg.min_input_side), self.device)
-        f = OmegaConf.to_container(cfg.filter, resolve=True)
-        self.filter = GaussianFilter(**{k: tuple(v) if isinstance(v, list) else v for k, v in f.items()})
+        self.filter = GaussianFilter.from_mapping(OmegaConf.to_container(cfg.filter, resolve=True))
         t = cfg.turntable
         self.orbit = orbit_cameras(t.frames, t.size, radius=t.radius, elevation_deg=t.elevation_deg,
                                    hfov_deg=t.hfov_deg)

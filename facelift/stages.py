@@ -1,5 +1,6 @@
-"""Bookkeeping for a staged run such as infer.py's: seconds per stage, and output files written on helper threads
-while the GPU goes on (PNG encoding and a ~250 MB PLY would otherwise sit on the critical path)."""
+"""Plumbing of the staged runs (infer.py, eval.py): the device a config names, seconds per stage, and output files
+written on helper threads while the GPU goes on (PNG encoding and a ~250 MB PLY would otherwise sit on the critical
+path)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 
 import torch
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` (CUDA when available, else CPU) | ``cpu`` | ``cuda`` | ``cuda:N``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
 
 
 class StageClock:
