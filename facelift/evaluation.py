@@ -18,11 +18,11 @@ from facelift.atomic import write_json
 from facelift.data.datamodule import MultiViewDataModule
 from facelift.errors import InputError
 from facelift.gaussians import GaussianFilter, save_ply
-from facelift.image_io import write_image
+from facelift.image_io import image_grid, write_image
 from facelift.render.video import save_turntable
 from facelift.stages import resolve_device
 from facelift.systems.gslrm_system import GSLRMSystem
-from facelift.systems.metrics import ImageMetrics, image_grid
+from facelift.systems.metrics import ImageMetrics
 from facelift.weights import load_checkpoint
 
 log = logging.getLogger("facelift")

@@ -62,6 +62,19 @@ def to_uint8(image: Tensor) -> np.ndarray:
     return pixels.movedim(-3, -1).contiguous().cpu().numpy()
 
 
+def image_grid(*rows: Tensor) -> Tensor:
+    """Rows of views ``[V_i, 3, H, W]`` -> one ``[3, sum H, max(V_i) W]`` picture on the CPU (short rows padded
+    white); one row is the views side by side."""
+    width = max(r.shape[0] for r in rows)
+    lines = []
+    for r in rows:
+        r = r.detach().float().clamp(0, 1).cpu()
+        if r.shape[0] < width:
+            r = torch.cat([r, r.new_ones(width - r.shape[0], *r.shape[1:])])
+        lines.append(torch.cat(list(r), dim=-1))  # [3, H, V*W]
+    return torch.cat(lines, dim=-2)
+
+
 def write_image(path: str | Path, image: Tensor | np.ndarray) -> Path:
     """Write a PNG (or any PIL format by suffix) atomically: a reader never sees a half-written file.
 

@@ -21,7 +21,6 @@ from pathlib import Path
 import hydra
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
-from torch import Tensor
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -33,7 +32,7 @@ from facelift.data.multiview import MultiViewDataset
 from facelift.data.rig import RigNormalization, normalize_rig
 from facelift.errors import InputError
 from facelift.gaussians import GaussianFilter, Gaussians, save_ply
-from facelift.image_io import to_uint8, write_image
+from facelift.image_io import image_grid, to_uint8, write_image
 from facelift.models.gslrm import GSLRM, GSLRMConfig
 from facelift.models.gslrm.checkpoint import load_gslrm as load_gslrm_file
 from facelift.models.mvdiffusion import MVDiffusionPipeline, load_pipeline
@@ -154,12 +153,6 @@ def load_mvdiffusion(cfg: DictConfig, allow_random_init: bool, dtype: torch.dtyp
     return pipe, info
 
 
-def side_by_side(images: Tensor) -> Tensor:
-    """``[V, 3, H, W]`` -> ``[3, H, V·W]``."""
-    v, c, h, w = images.shape
-    return images.permute(1, 2, 0, 3).reshape(c, h, v * w)
-
-
 # ----------------------------------------------------------------------------------------- one input
 class InferenceRunner:
     """The models and settings of one run; `image` and `sample` each process one input into its folder."""
@@ -249,7 +242,7 @@ class InferenceRunner:
     def _reconstruct_and_write(self, source: Path, views: Views, out: Path, clock: StageClock, summary: dict,
                                files: BackgroundWrites) -> dict:
         cfg, backend = self.cfg, self.cfg.render_backend
-        files.submit(write_image, out / "multiview.png", to_uint8(side_by_side(views.images[0])))
+        files.submit(write_image, out / "multiview.png", image_grid(views.images[0]))  # [3, S, V·S]
         with clock("gslrm"):
             predicted = self.reconstruct(views)  # [1, N]
         with clock("filter"):
@@ -259,7 +252,7 @@ class InferenceRunner:
                                        "settings; relax filter.*")
         with clock("render_views"):
             rgb = render(gaussians, views.cameras.to(self.device), 1.0, backend).rgb[0]  # [V, 3, S, S]
-            files.submit(write_image, out / "output.png", to_uint8(side_by_side(rgb)))
+            files.submit(write_image, out / "output.png", image_grid(rgb))
             files.submit(clock.timed, "ply", save_ply, out / "gaussians.ply", gaussians.to("cpu"))
         with clock("turntable_render"):
             frames = render_turntable(gaussians, self.orbit, 1.0, backend)  # [F, 3, T, T] on the device

@@ -27,7 +27,8 @@ class MultiViewDataModule(L.LightningDataModule):
                  num_views: int, num_input_views: int, target_has_input: bool, image_size: int,
                  resize_mode: str = "pad", background_color: str | float = "white", mask_threshold: float = 0.98,
                  view_sampling: str = "random", maximize_view_overlap: bool = False,
-                 view_overlap_angle: float = 86.0, input_views: list[int] | None = None, normalize_cameras: RigNormalization | Mapping | None = None,
+                 view_overlap_angle: float = 86.0, input_views: list[int] | None = None,
+                 normalize_cameras: RigNormalization | Mapping | None = None,
                  augmentation: PhotometricAugmentation | Mapping | None = None, skip_bad_samples: bool = False,
                  batch_size_per_gpu: int = 2, num_workers: int = 0, synthesize: Mapping | None = None,
                  train_repeats: int = 1):

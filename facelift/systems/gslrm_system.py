@@ -15,13 +15,14 @@ import lightning as L
 from torch import Tensor
 
 from facelift.gaussians import Gaussians
+from facelift.image_io import image_grid
 from facelift.losses import GSLRMLoss
 from facelift.models.gslrm import GSLRM
 from facelift.models.gslrm.checkpoint import load_official_into, official_name
 from facelift.models.gslrm.heads import pixels_as_images
 from facelift.render import Renders, render
 from facelift.systems.hparams import make_plain
-from facelift.systems.metrics import ImageMetrics, image_grid, log_image
+from facelift.systems.metrics import ImageMetrics, log_image
 from facelift.systems.optim import adamw_with_decay_groups, freeze_parameters, warmup_then_decay
 from facelift.systems.step_rule import SKIP_REASONS, StepRule
 from facelift.views import Views

@@ -1,4 +1,4 @@
-"""Image-quality metrics per view (PSNR, SSIM, LPIPS) and the image grids the systems log."""
+"""Image-quality metrics per view (PSNR, SSIM, LPIPS) and the logging of the image grids the systems make."""
 
 from __future__ import annotations
 
@@ -33,18 +33,6 @@ class ImageMetrics(nn.Module):
         if self.lpips is not None:
             scores["lpips"] = self.lpips.per_image(p, t)
         return {k: s.reshape(b, v) for k, s in scores.items()}
-
-
-def image_grid(*rows: Tensor) -> Tensor:
-    """Rows of views ``[V_i, 3, H, W]`` -> one ``[3, sum H, max(V_i) W]`` picture (short rows padded white)."""
-    width = max(r.shape[0] for r in rows)
-    lines = []
-    for r in rows:
-        r = r.detach().float().clamp(0, 1).cpu()
-        if r.shape[0] < width:
-            r = torch.cat([r, r.new_ones(width - r.shape[0], *r.shape[1:])])
-        lines.append(torch.cat(list(r), dim=-1))  # [3, H, V*W]
-    return torch.cat(lines, dim=-2)
 
 
 def log_image(loggers, tag: str, image: Tensor, step: int, png_path: Path | None = None) -> None:
