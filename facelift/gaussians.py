@@ -203,8 +203,10 @@ def save_ply(path: str | Path, gaussians: Gaussians, write_rgb: bool = True) -> 
         start = vertices.dtype.fields["red"][1]
         record[:, start:start + 3] = (g.base_colors[0] * 255.0).clamp(0, 255).to(torch.uint8).numpy()
     put("f_dc_0", g.sh[0, :, 0, :])
-    for c in range(3 if k > 1 else 0):  # channel-major: f_rest_{c*15 + j-1} holds coefficient j of channel c
-        put(f"f_rest_{c * 15}", g.sh[0, :, 1:, c])
+    if k > 1:  # channel-major: f_rest_{c*15 + j-1} holds coefficient j of channel c; higher degrees stay 0
+        per_channel = len(rest) // 3
+        rest_sh = F.pad(g.sh[0, :, 1:, :], (0, 0, 0, per_channel - (k - 1)))  # [N, 15, 3]
+        put("f_rest_0", rest_sh.transpose(1, 2).reshape(n, 3 * per_channel))
     put("opacity", g.opacity_logits[0, :, None])
     put("scale_0", g.log_scales[0])
     put("rot_0", g.quats[0])
