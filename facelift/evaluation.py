@@ -108,5 +108,5 @@ def _save_sample(folder: Path, rec, cfg: DictConfig, prune: GaussianFilter | Non
     save_ply(folder / "gaussians.ply", gaussians)
     if cfg.turntable.frames > 0:
         save_turntable(folder / "turntable.mp4", gaussians, cfg.turntable.frames, cfg.turntable.size,
-                       cfg.turntable.fps, background=1.0, backend=cfg.render_backend)
+                       cfg.turntable.fps, cfg.turntable.crf, background=1.0, backend=cfg.render_backend)
 

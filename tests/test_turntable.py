@@ -8,8 +8,8 @@ import torch
 
 from facelift.gaussians import Gaussians
 from facelift.image_io import read_image
-from facelift.render.turntable import orbit_cameras, render_turntable
-from facelift.render.video import save_turntable, write_contact_sheet, write_mp4
+from facelift.render.turntable import orbit_cameras, render_turntable, turntable_chunks
+from facelift.render.video import Mp4Stream, save_turntable, write_contact_sheet, write_mp4
 
 
 def test_orbit_cameras_look_at_the_origin_with_z_up_starting_at_the_front():
@@ -53,3 +53,36 @@ def test_save_turntable_writes_video_and_sheet_side_by_side(tmp_path):
     video, sheet = save_turntable(tmp_path / "out" / "turntable.mp4", g, num_frames=8, size=16, fps=4)
     assert sheet == tmp_path / "out" / "turntable.png" and sheet.is_file()
     assert imageio_ffmpeg.count_frames_and_secs(str(video)) == (8, 2.0)
+
+
+def test_streamed_video_takes_chunks_in_order_and_an_error_leaves_no_file(tmp_path):
+    g = Gaussians(torch.zeros(1, 1, 3), torch.tensor([[[1.0, 0, 0, 0]]]), torch.full((1, 1, 3), -1.5),
+                  torch.full((1, 1), 3.0), torch.zeros(1, 1, 1, 3))
+    cams = orbit_cameras(40, 16)
+    whole = write_mp4(tmp_path / "whole.mp4", render_turntable(g, cams, backend="torch"))
+    with Mp4Stream(tmp_path / "streamed.mp4", 16, 16) as video:
+        for frames in turntable_chunks(g, cams, backend="torch", chunk=16):  # 16 + 16 + 8 frames
+            video.add(frames)
+        with pytest.raises(ValueError, match="for a 16x16 video"):
+            video.add(torch.zeros(2, 3, 16, 18))
+        video.finish()
+    assert imageio_ffmpeg.count_frames_and_secs(str(tmp_path / "streamed.mp4"))[0] == 40
+    decoded = [list(imageio_ffmpeg.read_frames(str(p)))[1:] for p in (whole, tmp_path / "streamed.mp4")]
+    assert decoded[0] == decoded[1]  # the first item is the metadata; then the same frames
+
+    with pytest.raises(RuntimeError, match="render failed"), Mp4Stream(tmp_path / "broken.mp4", 16, 16) as video:
+        video.add(torch.rand(8, 3, 16, 16))
+        raise RuntimeError("render failed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["streamed.mp4", "whole.mp4"]  # no partial or temp file
+
+
+def test_an_encoder_failure_names_the_video_and_leaves_no_file(tmp_path, monkeypatch):
+    fake = tmp_path / "bin" / "ffmpeg"  # an ffmpeg built without x264 stops at once with a message
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho \"Unknown encoder 'libx264'\" >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(imageio_ffmpeg, "get_ffmpeg_exe", lambda: str(fake))
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError, match=r"bad\.mp4: ffmpeg failed \(1\): Unknown encoder 'libx264'"):
+        write_mp4(out / "bad.mp4", torch.rand(40, 3, 64, 64))
+    assert list(out.iterdir()) == []

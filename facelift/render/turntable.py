@@ -7,6 +7,7 @@ azimuth then grows, i.e. the camera moves counter-clockwise seen from +Z.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor
@@ -43,17 +44,19 @@ def ring_cameras(azimuths_deg, width: int = 512, height: int | None = None, radi
 
 
 @torch.no_grad()
+def turntable_chunks(gaussians: Gaussians, cameras: Cameras, background: Tensor | float = 1.0,
+                     backend: Backend = "auto", chunk: int = 16) -> Iterator[Tensor]:
+    """Frames of one cloud (batch size 1) seen from ``cameras`` ``[N]``, ``chunk`` views at a time (bounded memory;
+    a video encoder can take each chunk while the next renders): ``[<=chunk, 3, H, W]`` float in [0, 1], on the
+    cloud's device."""
+    if gaussians.batch_size != 1:
+        raise ValueError(f"a turntable renders one cloud; got a batch of {gaussians.batch_size}")
+    cameras = cameras.to(gaussians.means.device)
+    for i in range(0, len(cameras), chunk):
+        yield render(gaussians, cameras[i:i + chunk][None], background, backend).rgb[0].clamp(0, 1)
+
+
 def render_turntable(gaussians: Gaussians, cameras: Cameras, background: Tensor | float = 1.0,
                      backend: Backend = "auto", chunk: int = 16) -> Tensor:
-    """Frames ``[N, 3, H, W]`` (float in [0, 1], on the cloud's device) of one cloud (batch size 1) seen from
-    ``cameras`` ``[N]``.
-
-    Views are rendered ``chunk`` at a time to bound memory.
-    """
-    if gaussians.batch_size != 1:
-        raise ValueError(f"render_turntable renders one cloud; got a batch of {gaussians.batch_size}")
-    cameras = cameras.to(gaussians.means.device)
-    frames = [render(gaussians, cameras[i:i + chunk][None], background, backend).rgb[0].clamp(0, 1)
-              for i in range(0, len(cameras), chunk)]
-    return torch.cat(frames)
-
+    """All frames ``[N, 3, H, W]`` at once (see `turntable_chunks`)."""
+    return torch.cat(list(turntable_chunks(gaussians, cameras, background, backend, chunk)))
