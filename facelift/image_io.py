@@ -75,15 +75,18 @@ def image_grid(*rows: Tensor) -> Tensor:
     return torch.cat(lines, dim=-2)
 
 
-def write_image(path: str | Path, image: Tensor | np.ndarray) -> Path:
+def write_image(path: str | Path, image: Tensor | np.ndarray, png_compress_level: int = 6) -> Path:
     """Write a PNG (or any PIL format by suffix) atomically: a reader never sees a half-written file.
 
     ``image`` is ``[C, H, W]`` float in [0, 1] (C = 1, 3 or 4) or an ``[H, W(, C)]`` uint8 array.
+    ``png_compress_level``: zlib's 0-9 (PIL's default 6); 1 encodes a busy picture ~3x faster for a slightly larger
+    file.
     """
     path = Path(path)
     arr = to_uint8(image) if isinstance(image, Tensor) else np.asarray(image)
     if arr.ndim == 3 and arr.shape[-1] == 1:
         arr = arr[..., 0]
+    options = {"compress_level": png_compress_level} if path.suffix.lower() == ".png" else {}
     with atomic_path(path) as tmp:
-        Image.fromarray(arr).save(tmp)
+        Image.fromarray(arr).save(tmp, **options)
     return path

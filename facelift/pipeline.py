@@ -15,6 +15,7 @@ import logging
 import platform
 import time
 from dataclasses import asdict, replace
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 
@@ -38,7 +39,7 @@ from facelift.models.gslrm.checkpoint import load_gslrm as load_gslrm_file
 from facelift.models.mvdiffusion import MVDiffusionPipeline, load_pipeline
 from facelift.preprocess import Preprocessor, PreprocessSettings
 from facelift.render import render
-from facelift.render.turntable import orbit_cameras, render_turntable, ring_cameras
+from facelift.render.turntable import orbit_cameras, ring_cameras, turntable_chunks
 from facelift.stages import BackgroundWrites, StageClock, resolve_device
 from facelift.views import Views
 from facelift.weights import require_file, sha256_of
@@ -48,6 +49,9 @@ log = logging.getLogger("facelift")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")  # files a folder input processes
 PRECISIONS = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 FACELIFT_AZIMUTHS_DEG = (180.0, 225.0, 270.0, 315.0, 0.0, 90.0)  # utils_folder/opencv_cameras.json, file order
+# PNGs are written on helper threads while the GPU goes on; at zlib level 6 a busy 3072x512 picture outlasted the GPU
+# work (output.png of random weights on the H100 host: 1.1 s at level 6, 0.3 s at level 1)
+write_png = partial(write_image, png_compress_level=1)
 GSLRM_HOW_TO_GET = ("download FaceLift's checkpoints/gslrm/ckpt_0000000000021125.pt from the Hugging Face repo "
                     "wlyu/OpenFaceLift there, or point gslrm.ckpt at a checkpoint written by train.py")
 
@@ -211,7 +215,7 @@ class InferenceRunner:
         # PNGs and the PLY are encoded on helper threads while the GPU runs the next stage: after MVDiffusion,
         # file writing is most of the time left
         with BackgroundWrites() as files:
-            files.submit(write_image, out / "input.png", to_uint8(pre.image))
+            files.submit(clock.timed, "input_png", write_png, out / "input.png", to_uint8(pre.image))
             with clock("mvdiffusion"):
                 views = pipe(pre.image, num_inference_steps=cfg.steps, guidance_scale=cfg.guidance_scale,
                              eta=cfg.eta, seed=cfg.seed, height=self.size, width=self.size).float()  # [1, V, 3, S, S]
@@ -229,7 +233,7 @@ class InferenceRunner:
             views, rig_info = load_sample_views(folder, self.cfg.rig, self.cfg.gslrm.input_views, self.size,
                                                 self.cfg.mask_threshold)
         with BackgroundWrites() as files:
-            files.submit(write_image, out / "input.png", to_uint8(views.images[0, 0]))
+            files.submit(clock.timed, "input_png", write_png, out / "input.png", to_uint8(views.images[0, 0]))
             summary = {"mode": "sample_folder", "rig": rig_info}
             return self._reconstruct_and_write(folder, views, out, clock, summary, files)
 
@@ -241,25 +245,28 @@ class InferenceRunner:
 
     def _reconstruct_and_write(self, source: Path, views: Views, out: Path, clock: StageClock, summary: dict,
                                files: BackgroundWrites) -> dict:
-        cfg, backend = self.cfg, self.cfg.render_backend
-        files.submit(write_image, out / "multiview.png", image_grid(views.images[0]))  # [3, S, V·S]
-        with clock("gslrm"):
-            predicted = self.reconstruct(views)  # [1, N]
-        with clock("filter"):
-            gaussians = predicted.filtered(self.filter, views.cameras.centers[0].to(self.device))
-        if gaussians.num_gaussians == 0:
-            raise InputError(source, f"all {predicted.num_gaussians} Gaussians were removed by the filter "
-                                       "settings; relax filter.*")
-        with clock("render_views"):
-            rgb = render(gaussians, views.cameras.to(self.device), 1.0, backend).rgb[0]  # [V, 3, S, S]
-            files.submit(write_image, out / "output.png", image_grid(rgb))
-            files.submit(clock.timed, "ply", save_ply, out / "gaussians.ply", gaussians.to("cpu"))
-        with clock("turntable_render"):
-            frames = render_turntable(gaussians, self.orbit, 1.0, backend)  # [F, 3, T, T] on the device
-        with clock("mp4"):
-            from facelift.render.video import write_mp4  # needs imageio-ffmpeg; the rest of this module does not
+        from facelift.render.video import Mp4Stream  # needs imageio-ffmpeg; the rest of this module does not
 
-            write_mp4(out / "turntable.mp4", frames, cfg.turntable.fps)
+        cfg, backend, t = self.cfg, self.cfg.render_backend, self.cfg.turntable
+        files.submit(clock.timed, "multiview_png", write_png, out / "multiview.png", image_grid(views.images[0]))
+        # ffmpeg starts now, while GS-LRM runs; it encodes each turntable chunk while the next one renders
+        with Mp4Stream(out / "turntable.mp4", t.size, t.size, t.fps, t.crf) as video:
+            with clock("gslrm"):
+                predicted = self.reconstruct(views)  # [1, N]
+            with clock("filter"):
+                gaussians = predicted.filtered(self.filter, views.cameras.centers[0].to(self.device))
+            if gaussians.num_gaussians == 0:
+                raise InputError(source, f"all {predicted.num_gaussians} Gaussians were removed by the filter "
+                                           "settings; relax filter.*")
+            with clock("render_views"):  # the PLY (the longest write) starts first
+                files.submit(clock.timed, "ply", save_ply, out / "gaussians.ply", gaussians.to("cpu"))
+                rgb = render(gaussians, views.cameras.to(self.device), 1.0, backend).rgb[0]  # [V, 3, S, S]
+                files.submit(clock.timed, "output_png", write_png, out / "output.png", image_grid(rgb))
+            with clock("turntable_render"):  # includes handing each chunk of frames to the encoder
+                for frames in turntable_chunks(gaussians, self.orbit, 1.0, backend):  # [<=16, 3, T, T]
+                    video.add(frames)
+            with clock("mp4"):  # the encoder finishing the frames it still holds
+                video.finish()
         with clock("write_wait"):  # the PNGs and PLY still being written on the helper threads
             files.wait()  # a failed write raises here
         clock.stop()
@@ -267,7 +274,8 @@ class InferenceRunner:
             "gaussians": {"predicted": predicted.num_gaussians, "kept": gaussians.num_gaussians,
                           "filtered_out": predicted.num_gaussians - gaussians.num_gaussians,
                           "filter": asdict(self.filter)},
-            "timings_s": clock.seconds, "model_load_s": dict(self.load_seconds), "checkpoints": dict(self.checkpoints),
+            "timings_s": clock.seconds, "writes_s": clock.background, "ended_at_s": clock.ended_at,
+            "model_load_s": dict(self.load_seconds), "checkpoints": dict(self.checkpoints),
             "settings": settings_of(cfg), "environment": environment(self.device, self.dtype),
             "outputs": ["input.png", "multiview.png", "output.png", "gaussians.ply", "turntable.mp4", "summary.json"]}
         summary = json.loads(json.dumps(summary))  # what the file holds (tuples become lists)

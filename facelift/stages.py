@@ -20,16 +20,26 @@ def resolve_device(name: str) -> torch.device:
 
 class StageClock:
     """Seconds per named stage; CUDA work is synchronised at both ends so each stage owns its kernels. ``total`` is
-    the wall time since the clock was made (stages on file-writing threads overlap the others)."""
+    the wall time since the clock was made. Work on helper threads (file writes) is kept apart in ``background``: it
+    overlaps the stages. ``ended_at`` holds when each stage and background job ended, in seconds from the start: the
+    timeline that shows which one the run waited for."""
 
     def __init__(self, device: torch.device):
-        self.device, self.seconds, self.start = device, {}, time.perf_counter()
+        self.device, self.start = device, time.perf_counter()
+        self.seconds: dict[str, float] = {}
+        self.background: dict[str, float] = {}
+        self.ended_at: dict[str, float] = {}
+
+    def _record(self, into: dict, name: str, start: float) -> None:
+        end = time.perf_counter()
+        into[name] = round(end - start, 4)
+        self.ended_at[name] = round(end - self.start, 4)
 
     def timed(self, name: str, fn, *args):
-        """Run CPU-only ``fn(*args)`` (on any thread) and record its seconds; no CUDA synchronisation."""
+        """Run CPU-only ``fn(*args)`` (on a helper thread) and record it as background work; no CUDA sync."""
         start = time.perf_counter()
         result = fn(*args)
-        self.seconds[name] = round(time.perf_counter() - start, 4)
+        self._record(self.background, name, start)
         return result
 
     def stop(self) -> None:
@@ -43,7 +53,7 @@ class StageClock:
         yield
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-        self.seconds[name] = round(time.perf_counter() - start, 4)
+        self._record(self.seconds, name, start)
 
 
 class BackgroundWrites:

@@ -28,7 +28,7 @@ from facelift.gaussians import load_ply
 from facelift.image_io import read_image, write_image
 from facelift.models.gslrm import GSLRM, GSLRMConfig
 from facelift.models.gslrm.checkpoint import save_official
-from facelift.pipeline import facelift_inference_cameras, load_gslrm, run_inference
+from facelift.pipeline import facelift_inference_cameras, load_gslrm, run_inference, write_png
 from facelift.preprocess import FACE_CENTRE, FACE_SIZE, Preprocessor, PreprocessSettings
 from facelift.stages import BackgroundWrites
 
@@ -36,7 +36,8 @@ PHOTO_RGB, PHOTO_RGBA = SAMPLE / "examples" / "000.png", SAMPLE / "examples" / "
 TINY = ["model/pipeline@mvdiffusion.random=random_tiny", "gslrm.random={d:64,d_head:16,n_layer:2}",
         "allow_random_init=true", "model_size=64", "steps=2", "turntable.size=32", "device=cpu"]
 OUTPUTS = ("input.png", "multiview.png", "output.png", "gaussians.ply", "turntable.mp4", "summary.json")
-STAGES = ("gslrm", "filter", "render_views", "ply", "turntable_render", "mp4", "write_wait", "total")
+STAGES = ("gslrm", "filter", "render_views", "turntable_render", "mp4", "write_wait", "total")
+WRITES = ("input_png", "multiview_png", "output_png", "ply")  # on helper threads, beside the stages
 
 
 def infer_cfg(tmp_path: Path, *overrides: str):
@@ -60,6 +61,10 @@ def check_outputs(folder: Path, views: int, size: int = 64) -> dict:
     assert g["kept"] + g["filtered_out"] == g["predicted"] and g["filter"]["min_opacity"] == 0.04
     assert all(summary["timings_s"][k] > 0 for k in STAGES if k != "write_wait")  # writes may be done already
     assert summary["timings_s"]["write_wait"] >= 0
+    assert set(summary["writes_s"]) == set(WRITES) and all(v > 0 for v in summary["writes_s"].values())
+    ends = summary["ended_at_s"]  # the timeline: stages in their order, every write before the wait for them ended
+    assert ends["gslrm"] < ends["render_views"] < ends["turntable_render"] < ends["mp4"] <= ends["write_wait"]
+    assert max(ends[w] for w in WRITES) <= ends["write_wait"] <= summary["timings_s"]["total"]
     assert summary["environment"]["torch"] == torch.__version__ and summary["environment"]["precision"] == "float32"
     assert summary["settings"]["seed"] == 4 and summary["outputs"] == list(OUTPUTS)
     return summary
@@ -308,6 +313,7 @@ def test_benchmark_runs_every_stage_on_cpu(tmp_path, monkeypatch):
     report = json.loads(out.read_text())
     row, = report["rows"]
     assert set(row["stages_s"]) == {"preprocess", "mvdiffusion", "outside_stages", *STAGES}
+    assert set(row["writes_s"]) == set(WRITES) and row["ended_at_s"]["mp4"] <= row["ended_at_s"]["write_wait"]
     assert row["stages_s"]["mp4"] > 0 and abs(row["stages_s"]["outside_stages"]) < 0.5 * row["stages_s"]["total"]
     assert row["wall_s_median"] >= row["stages_s"]["total"] > 0 and row["nonfinite_view_pixels"] == [0, 0]
     assert row["preprocess"] == "face" and row["gaussians"]["predicted"] == 2 + 6 * 64 * 64
@@ -324,3 +330,13 @@ def test_background_writes_finish_every_file_and_raise_the_first_error(tmp_path)
         files.submit(fail)
         files.submit(write_image, tmp_path / "b.png", pixels)
     assert read_image(tmp_path / "a.png").shape[-2:] == read_image(tmp_path / "b.png").shape[-2:] == (4, 6)
+
+
+def test_the_fast_png_level_keeps_every_pixel(tmp_path):
+    ramp = torch.linspace(0, 1, 96).expand(3, 64, 96)
+    image = (0.8 * ramp + 0.2 * torch.rand(3, 64, 96, generator=torch.Generator().manual_seed(0)))  # [3, 64, 96]
+    fast, small = write_png(tmp_path / "fast.png", image), write_image(tmp_path / "small.png", image,
+                                                                           png_compress_level=9)
+    assert torch.equal(read_image(fast), read_image(small))  # PNG is lossless at any level
+    torch.testing.assert_close(read_image(fast), image, atol=0.5 / 255 + 1e-6, rtol=0)
+    assert fast.stat().st_size > small.stat().st_size  # the level was applied: faster, larger
