@@ -86,3 +86,12 @@ def test_an_encoder_failure_names_the_video_and_leaves_no_file(tmp_path, monkeyp
     with pytest.raises(RuntimeError, match=r"bad\.mp4: ffmpeg failed \(1\): Unknown encoder 'libx264'"):
         write_mp4(out / "bad.mp4", torch.rand(40, 3, 64, 64))
     assert list(out.iterdir()) == []
+
+
+def test_an_encoder_that_cannot_start_leaves_no_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(imageio_ffmpeg, "get_ffmpeg_exe", lambda: str(tmp_path / "no-such-ffmpeg"))
+    out = tmp_path / "out"
+    with pytest.raises(FileNotFoundError, match="no-such-ffmpeg") as caught:
+        write_mp4(out / "turntable.mp4", torch.rand(4, 3, 16, 16))
+    # removed on the spot, not when the garbage collector frees the stream (the caught error still holds it here)
+    assert list(out.iterdir()) == [] and caught.traceback

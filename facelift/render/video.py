@@ -48,7 +48,12 @@ class Mp4Stream:
                    "-crf", str(self.crf), "-pix_fmt", "yuv420p", "-f", "mp4", str(tmp)]
         # its own session: Ctrl+C stops us, not the encoder mid-file. Unlike a pre-exec hook (imageio-ffmpeg's
         # way), this lets Python spawn with vfork: ~0.1 s less from a process holding a CUDA context (H100 host)
-        self._ffmpeg = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        try:
+            self._ffmpeg = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE,
+                                            start_new_session=True)
+        except BaseException as err:  # no encoder to run: the feeder stops and the empty temp file goes
+            self._files.__exit__(type(err), err, err.__traceback__)
+            raise
         return self
 
     def add(self, frames: Tensor) -> None:
