@@ -1,4 +1,4 @@
-"""gsplat (CUDA) backend: one `gsplat.rasterization` call for the whole batch, full K, SH evaluated by gsplat.
+"""gsplat (CUDA) backend: `gsplat.rasterization` over the batch (split where too large), full K, SH by gsplat.
 
 gsplat builds its CUDA extension with torch's JIT at first use (about 80 s, cached under
 ``~/.cache/torch_extensions``). To skip that on a fresh machine, point ``FACELIFT_GSPLAT_SO`` at a ``gsplat_cuda.so``
@@ -19,6 +19,9 @@ from torch import Tensor
 
 from facelift.cameras import Cameras
 from facelift.gaussians import Gaussians
+from facelift.render.chunking import MAX_INTERSECTIONS, TILE_SIZE, Chunk, plan_chunks, render_chunks, tile_intersections
+from facelift.render.projection import EPS2D
+
 
 @functools.cache
 def gsplat_extension():
@@ -46,28 +49,54 @@ def gsplat_extension():
 
 
 def render_gsplat(gaussians: Gaussians, cameras: Cameras, background: Tensor, near: float, far: float,
-                  packed: bool = False) -> tuple[Tensor, Tensor, Tensor]:
-    """Same contract as `render_torch`.
+                  packed: bool = False, max_intersections: int = MAX_INTERSECTIONS) -> tuple[Tensor, Tensor, Tensor]:
+    """Same contract as `render_torch`, in as few gsplat calls as keep each under ``max_intersections``
+    Gaussian-tile intersections (`facelift.render.chunking`: gsplat's 32-bit offsets overflow past 2^31).
 
     ``packed`` (gsplat's sparse intermediates) is off by default: with FaceLift's clouds, where nearly every Gaussian
     is seen by every view, it was slower and used more memory (scripts/bench_render.py). gsplat 1.5.3's packed
     projection also reads the opacities of sample 0 for every sample of a batch (culling and screen radius), so packed
     batches are rendered one sample at a time.
     """
+    b = gaussians.batch_size
+    chunks = plan_chunks(count_intersections(gaussians, cameras, near, far), max_intersections)
+    if packed and b > 1:  # one sample per call, each still split by views where needed
+        chunks = [c for chunk in chunks for c in _per_sample(chunk)]
+    return render_chunks(functools.partial(_rasterize, near=near, far=far, packed=packed), gaussians, cameras,
+                         background, chunks)
+
+
+def _per_sample(chunk: Chunk) -> list[Chunk]:
+    return [Chunk(i, i + 1, chunk.v0, chunk.v1) for i in range(chunk.b0, chunk.b1)]
+
+
+@torch.no_grad()
+def count_intersections(gaussians: Gaussians, cameras: Cameras, near: float, far: float) -> Tensor:
+    """Gaussian-tile intersections per image [B, V], from gsplat's own projection with `_rasterize`'s settings."""
+    from gsplat.cuda._wrapper import fully_fused_projection
+
+    b, v = cameras.batch_shape[:2]
+    radii, means2d, *_ = fully_fused_projection(
+        gaussians.means.contiguous(), None, gaussians.quats.contiguous(), gaussians.scales.contiguous(),
+        cameras.w2c.reshape(b, v, 4, 4).contiguous(), cameras.K.reshape(b, v, 3, 3).contiguous(),
+        cameras.width, cameras.height, eps2d=EPS2D, near_plane=near, far_plane=far,
+        opacities=gaussians.opacities.contiguous())  # radii [B, V, N, 2] int32, means2d [B, V, N, 2]
+    return tile_intersections(means2d, radii.to(means2d.dtype), cameras.width, cameras.height)
+
+
+def _rasterize(gaussians: Gaussians, cameras: Cameras, background: Tensor, near: float, far: float,
+               packed: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """One `gsplat.rasterization` call for samples [B] x views [V]."""
     from gsplat import rasterization
 
-    b = gaussians.batch_size
-    v = cameras.batch_shape[1]
-    if packed and b > 1:
-        parts = [render_gsplat(gaussians[i], cameras[i:i + 1], background[i:i + 1], near, far, True) for i in range(b)]
-        return tuple(torch.cat(p) for p in zip(*parts))
+    b, v = cameras.batch_shape[:2]
     colors, alphas, _ = rasterization(
         means=gaussians.means.contiguous(), quats=gaussians.quats.contiguous(),
         scales=gaussians.scales.contiguous(), opacities=gaussians.opacities.contiguous(),
         colors=gaussians.sh.contiguous(), sh_degree=gaussians.sh_degree,
         viewmats=cameras.w2c.reshape(b, v, 4, 4).contiguous(), Ks=cameras.K.reshape(b, v, 3, 3).contiguous(),
-        width=cameras.width, height=cameras.height, near_plane=near, far_plane=far, packed=packed,
-        render_mode="RGB+ED")  # [B, V, H, W, 4], [B, V, H, W, 1]
+        width=cameras.width, height=cameras.height, near_plane=near, far_plane=far, eps2d=EPS2D,
+        tile_size=TILE_SIZE, packed=packed, render_mode="RGB+ED")  # [B, V, H, W, 4], [B, V, H, W, 1]
     colors = colors.permute(0, 1, 4, 2, 3)
     alpha = alphas.permute(0, 1, 4, 2, 3)
     # the background is added here, as gsplat would (T * bg): gsplat 1.5.3 rejects batched backgrounds when packed
