@@ -1,31 +1,33 @@
 """GS-LRM speed: reconstruction latency and training-step throughput / MFU, written as JSON.
 
-    python scripts/bench_gslrm.py --out bench_gslrm.json                  # CUDA, full size (an H100 is the target)
+    python scripts/bench_gslrm.py --out bench_gslrm.json                  # CUDA, full size (an H200 or H100)
     python scripts/bench_gslrm.py --device cpu --tiny --size 16 --out b.json  # the same code paths on a CPU
 
 Reconstruction: one sample of 6 views at 512² through the full-size network (random weights: speed does not depend
 on them), in eval mode, for each attention backend and two precisions: ``autocast`` (fp32 weights, bf16 autocast,
-as training runs) and ``bf16`` (bf16 weights). Target on an H100: <= 120 ms (FaceLift's code: 203 ms).
+as training runs) and ``bf16`` (bf16 weights).
 Training step: batch 2, 4 input views -> Gaussians -> rendered into 8 other views (gsplat on CUDA) -> L2 -> backward
--> grad-norm clip -> fused AdamW, bf16 autocast, gradient checkpointing on, with and without keeping the attention
-outputs. The Gaussians are rendered at a trained model's size (about a pixel), see ``--init-scales``.
-Target on an H100: <= 800 ms (FaceLift's code: 2.56 s, 16.3 GB).
+-> grad-norm clip -> fused AdamW, bf16 autocast, for each way of checkpointing the blocks (``keep``: recompute all
+but the attention; ``recompute``: everything; ``off``). The render's cost follows the Gaussians' footprint, so each
+row names its load: ``pixel`` shifts the random model's log-scales (a constant: gradients unchanged) to a pixel's
+width at the head's distance, the size a trained model predicts; ``init`` renders them as random init makes them,
+e^-2.3 = 0.1 wide (~20 px), the load of training from scratch. Compare rows of the same load only.
 
-Measured on one H100 (torch 2.11 + CUDA 13, cuDNN 9.19): reconstruction 186 ms (autocast) / 180 ms (bf16 weights)
-with cuDNN attention (flash 233, efficient 480; torch.compile 178). Attention is 80 % of the 74 TFLOP and cuDNN runs
-it at ~420 TFLOP/s at head size 64 (142 ms alone), so 120 ms is out of reach of PyTorch's attention kernels.
-Training step 694 ms, 11.3 GiB, MFU 0.32 of 989 (827 ms when the attention is recomputed).
+FaceLift's own GS-LRM code, measured at equal loads beside this one on one H200 in the same call (issue 12):
+training step 940-956 ms (pixel) and 2396-2413 ms (init); reconstruction 183 ms. Targets: training step at pixel
+load <= 470 ms (2x FaceLift), no crash at init load; reconstruction <= 120 ms. Figures of this code: README "Speed".
 
 Timings are medians over ``--repeats`` runs after ``--warmup`` runs (CUDA events on CUDA). FLOPs are counted
 analytically for the network only (matmuls + attention; rendering and elementwise work are not counted): forward F;
 training "model" FLOPs 3F (backward = 2x forward, the usual convention, so MFU is comparable across papers) and
-"hardware" FLOPs adding the recomputation that checkpointing does. MFU is against the H100's dense bf16 peak
-(989 TFLOP/s) and against the 790 TFLOP/s a large bf16 matmul reaches on it.
+"hardware" FLOPs adding the recomputation that checkpointing does. MFU is against Hopper's dense bf16 peak
+(989 TFLOP/s) and against the 790 TFLOP/s a large bf16 matmul reaches on an H100 or H200.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import platform
@@ -40,16 +42,22 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from facelift.cameras import Cameras
+from facelift.gaussians import Gaussians
 from facelift.models.gslrm import GSLRM, GSLRMConfig
 from facelift.models.gslrm.heads import SCALE_OFFSET, params_per_gaussian
+from facelift.models.gslrm.transformer import attention_kernels
 from facelift.render import render
+from facelift.render.chunking import plan_chunks
+from facelift.render.gsplat_backend import count_intersections
 from facelift.render.turntable import orbit_cameras
 from facelift.views import Views
 
-PEAK_TFLOPS = 989.0  # H100 SXM dense bf16
-MATMUL_TFLOPS = 790.0  # a large bf16 matmul measured on the same H100 (cuBLAS, torch 2.11)
-TARGETS = {"reconstruction_ms": 120.0, "train_step_ms": 800.0}
-FACELIFT_ORIGINAL = {"reconstruction_ms": 203.0, "train_step_ms": 2560.0, "train_peak_gb": 16.3}  # same H100
+PEAK_TFLOPS = 989.0  # H100 / H200 SXM dense bf16
+MATMUL_TFLOPS = 790.0  # a large bf16 matmul measured on an H100 and an H200 here (cuBLAS, torch 2.11)
+TARGETS = {"reconstruction_ms": 120.0, "train_step_ms_pixel": 470.0}
+# FaceLift's code at the same loads, same H200, same call (medians of its runs; ranges in the docstring)
+FACELIFT_ORIGINAL = {"reconstruction_ms": 183.0, "train_step_ms_pixel": 948.0, "train_step_ms_init": 2405.0}
+CHECKPOINTING = {"keep": (True, True), "recompute": (True, False), "off": (False, False)}  # (checkpoint, keep attn)
 TINY = GSLRMConfig(d=64, d_head=16, n_layer=2)
 
 
@@ -152,20 +160,22 @@ def bench_reconstruction(cfg: GSLRMConfig, precision: str, compiled: bool, args,
     return row
 
 
-def bench_training(cfg: GSLRMConfig, keep_attention: bool, compiled: bool, args) -> dict:
+def bench_training(cfg: GSLRMConfig, checkpointing: str, load: str, compiled: bool, args) -> dict:
     device, size, batch = args.device, args.size, 2
     data = ring_views(batch, 12, size, device, 270.0, seed=1)
     inputs, targets = data.select(slice(0, 4)), data.select(slice(4, 12))
-    net = build(replace(cfg, gradient_checkpointing=True, checkpoint_keeps_attention=keep_attention), device).train()
+    recompute_blocks, keep_attention = CHECKPOINTING[checkpointing]
+    net = build(replace(cfg, gradient_checkpointing=recompute_blocks, checkpoint_keeps_attention=keep_attention),
+                device).train()
     model = torch.compile(net) if compiled else net
     optimizer = torch.optim.AdamW(net.parameters(), lr=4e-4, betas=(0.9, 0.95), weight_decay=0.05,
                                   fused=device == "cuda")
 
-    # Random weights make every Gaussian e^-2.3 = 0.1 wide (~20 px at 512²); a trained GS-LRM's are about a pixel,
-    # and the rasterizer's cost follows their footprint. Unless --init-scales, shift the log-scales (a constant, so
-    # gradients are unchanged) to a pixel's width at the head's distance, to time the load a real run renders.
+    # "pixel": shift the log-scales (a constant, so gradients are unchanged) from random init's 0.1 to a pixel's
+    # width at the head's distance; "init": leave them as random init makes them (see the docstring)
     pixel_width = 2.7 / targets.cameras.intrinsics[0, 0, 0].item()
-    shift = 0.0 if args.init_scales else math.log(pixel_width) + SCALE_OFFSET
+    shift = 0.0 if load == "init" else math.log(pixel_width) + SCALE_OFFSET
+    last: list[Gaussians] = []
 
     def step():
         with torch.autocast(device, dtype=torch.bfloat16):
@@ -173,28 +183,64 @@ def bench_training(cfg: GSLRMConfig, keep_attention: bool, compiled: bool, args)
         gaussians = replace(gaussians, log_scales=gaussians.log_scales + shift)
         rgb = render(gaussians, targets.cameras, 1.0, backend=args.render_backend).rgb  # fp32
         loss = F.mse_loss(rgb, targets.images)
+        if not torch.isfinite(loss):
+            raise RuntimeError(f"non-finite loss {loss.item()}")
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        last[:] = [gaussians.detach()]
 
     _reset_memory(device)
     ms = median_ms(step, device, args.warmup + (2 if compiled else 0), args.repeats)
     fwd = forward_flops(cfg, batch, 4, size)
     model_flops = 3 * sum(fwd.values())
-    recompute = sum(fwd.values()) - (fwd["attention"] if keep_attention else 0.0)
+    recompute = (sum(fwd.values()) - (fwd["attention"] if keep_attention else 0.0)) if recompute_blocks else 0.0
     hardware_flops = model_flops + recompute
-    row = {"ms": round(ms, 1), "log_scale_shift": round(shift, 3), "steps_per_s": round(1000 / ms, 3), "samples_per_s": round(batch * 1000 / ms, 2),
+    row = {"ms": round(ms, 1), "steps": args.warmup + args.repeats, "log_scale_shift": round(shift, 3),
+           "steps_per_s": round(1000 / ms, 3), "samples_per_s": round(batch * 1000 / ms, 2),
            "model_tflop": _sig(model_flops / 1e12), "hardware_tflop": _sig(hardware_flops / 1e12),
            "model_tflops_per_s": _sig(model_flops / ms / 1e9),
            f"mfu_vs_{PEAK_TFLOPS:.0f}": _sig(model_flops / ms / 1e9 / PEAK_TFLOPS),
            f"mfu_vs_{MATMUL_TFLOPS:.0f}": _sig(model_flops / ms / 1e9 / MATMUL_TFLOPS),
            f"hfu_vs_{PEAK_TFLOPS:.0f}": _sig(hardware_flops / ms / 1e9 / PEAK_TFLOPS),
            "peak_mem_gib": _peak_gib(device), "gaussians_per_sample": 2 + 4 * size * size}
-    if not args.tiny and device == "cuda":
-        row["meets_target"] = ms <= TARGETS["train_step_ms"]
+    row["render_ms"] = round(render_ms(last[0], targets, device, args), 1)
+    row["attention_ms"] = round(attention_ms(net.transformer.blocks[0].attn, batch, cfg.n_gaussians + 4 * size**2
+                                             // cfg.patch_size**2, device, args) * cfg.n_layer, 1)
+    if args.render_backend == "gsplat":  # the last step's load on the rasterizer and how it was split
+        counts = count_intersections(last[0], targets.cameras, 0.01, 100.0)  # [B, V]
+        row |= {"intersections": int(counts.sum()), "rasterizer_calls": len(plan_chunks(counts))}
+    if not args.tiny and device == "cuda" and load == "pixel":
+        row["meets_target"] = ms <= TARGETS["train_step_ms_pixel"]
     del net, model, optimizer
     return row
+
+
+def render_ms(gaussians: Gaussians, targets: Views, device: str, args) -> float:
+    """The render + L2 + its backward alone, on one step's Gaussians: the share of the step that is not the network."""
+    leaves = Gaussians(*(t.detach().requires_grad_(True) for t in (gaussians.means, gaussians.quats,
+                                                                    gaussians.log_scales, gaussians.opacity_logits,
+                                                                    gaussians.sh)))
+
+    def step():
+        rgb = render(leaves, targets.cameras, 1.0, backend=args.render_backend).rgb
+        F.mse_loss(rgb, targets.images).backward()
+
+    return median_ms(step, device, 1, max(3, args.repeats // 5))
+
+
+def attention_ms(attn, batch: int, tokens: int, device: str, args) -> float:
+    """One block's attention kernel alone, forward + backward, in bf16 as autocast runs it (x n_layer by the caller)."""
+    shape = (batch, attn.heads, tokens, attn.d_head)
+    q, k, v = (torch.randn(shape, device=device, dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
+    grad = torch.randn(shape, device=device, dtype=torch.bfloat16)
+
+    def step():
+        with attention_kernels(attn.backend):
+            F.scaled_dot_product_attention(q, k, v).backward(grad)
+
+    return median_ms(step, device, 1, max(3, args.repeats // 2))
 
 
 def main() -> int:
@@ -211,8 +257,10 @@ def main() -> int:
     parser.add_argument("--skip-train", action="store_true")
     parser.add_argument("--render-backend", choices=["gsplat", "torch"],
                         help="renderer of the training step (default: gsplat on CUDA, torch on CPU)")
-    parser.add_argument("--init-scales", action="store_true",
-                        help="render the random model's Gaussians at their own (large) size, not a pixel's")
+    parser.add_argument("--loads", default="pixel,init",
+                        help="Gaussian sizes of the training step: pixel (a trained model's) and/or init (random init's)")
+    parser.add_argument("--checkpointing", default="keep,recompute",
+                        help="block checkpointing of the training step: keep (all but attention), recompute, off")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
@@ -237,12 +285,12 @@ def main() -> int:
                 _print("reconstruction", recon[-1])
         if args.skip_train:
             continue
-        for backend in args.train_backends.split(","):
-            for keep in (True, False):
-                row = {"attention_backend": backend, "checkpoint_keeps_attention": keep, "compiled": compiled}
-                train.append(_guarded(row, lambda: bench_training(replace(cfg, attention_backend=backend), keep,
-                                                                  compiled, args)))
-                _print("training step", train[-1])
+        for backend, load, mode in itertools.product(args.train_backends.split(","), args.loads.split(","),
+                                                     args.checkpointing.split(",")):
+            row = {"load": load, "attention_backend": backend, "checkpointing": mode, "compiled": compiled}
+            train.append(_guarded(row, lambda: bench_training(replace(cfg, attention_backend=backend), mode, load,
+                                                              compiled, args)))
+            _print("training step", train[-1])
 
     if args.out:
         versions = {"torch": torch.__version__, "python": platform.python_version(), "cuda": torch.version.cuda,
@@ -260,7 +308,7 @@ def main() -> int:
 
 
 def _print(kind: str, row: dict) -> None:
-    keys = [k for k in ("precision", "attention_backend", "checkpoint_keeps_attention", "compiled") if k in row]
+    keys = [k for k in ("load", "precision", "attention_backend", "checkpointing", "compiled") if k in row]
     label = " ".join(f"{k}={row[k]}" for k in keys)
     if "skipped" in row:
         print(f"{kind:>14} {label}: skipped ({row['skipped']})", flush=True)

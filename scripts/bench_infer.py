@@ -11,7 +11,7 @@ Per precision: one warm-up photo (gsplat's JIT build, cuDNN autotuning, torch.co
 median wall time of the whole call (stages + PNG and JSON writes).
 What the random weights change, and how this script keeps the timing representative:
 - GS-LRM's random Gaussians are ~20 px wide at 512², which makes rendering far slower than for a trained model:
-  their log-scales are shifted to a pixel's size as in bench_gslrm.py (``--init-scales`` keeps them);
+  their log-scales are shifted to a pixel's size as bench_gslrm.py's ``pixel`` load (``--init-scales`` keeps them);
 - random fp16 weights may decode non-finite pixels: those become grey before GS-LRM (counted in the report).
 Preprocessing is timed as installed: the MTCNN face crop when facenet-pytorch imports (else ``auto_crop=false``),
 background by the near-white threshold (rembg needs its u2net.onnx). The mp4 is encoded by imageio-ffmpeg's ffmpeg

@@ -29,6 +29,11 @@ def test_cpu_tiny_run_writes_every_row(tmp_path, monkeypatch):
     auto, cudnn = result["reconstruction"]["rows"]
     assert auto["ms"] > 0 and auto["gaussians"] == 2 + 6 * 16 * 16
     assert "skipped" in cudnn  # no cuDNN attention on a CPU: reported, not fatal
-    train = result["training"]["rows"]
-    assert [r["checkpoint_keeps_attention"] for r in train] == [True, False]
-    assert all(r["ms"] > 0 and r["hardware_tflop"] > r["model_tflop"] for r in train)
+    train = {(r["load"], r["checkpointing"]): r for r in result["training"]["rows"]}
+    assert sorted(train) == [("init", "keep"), ("init", "recompute"), ("pixel", "keep"), ("pixel", "recompute")]
+    assert all(r["ms"] > 0 and r["hardware_tflop"] > r["model_tflop"] for r in train.values())
+    assert all(0 < r["attention_ms"] and 0 < r["render_ms"] for r in train.values())
+    # recomputing the attention too costs more hardware FLOPs; the model FLOPs are the same
+    assert train["pixel", "recompute"]["hardware_tflop"] > train["pixel", "keep"]["hardware_tflop"]
+    assert train["pixel", "recompute"]["model_tflop"] == train["pixel", "keep"]["model_tflop"]
+    assert train["init", "keep"]["log_scale_shift"] == 0 and train["pixel", "keep"]["log_scale_shift"] != 0
