@@ -34,7 +34,7 @@ def ring_views(b: int = 2, v: int = 3, size: int = 32, seed: int = 0) -> Views:
 @pytest.fixture(scope="module")
 def net() -> GSLRM:
     torch.manual_seed(0)
-    model = GSLRM(**TINY)
+    model = GSLRM(**TINY, clip_xyz=True)
     with torch.no_grad():  # larger output weights so positions spread over the whole depth range (and get clipped)
         model.heads.pixel_proj.weight.mul_(40.0)
     return model.eval()
@@ -80,6 +80,19 @@ def test_clip_xyz_only_in_training(net):
     torch.testing.assert_close(train.means[:, 2:], pixel.clamp(-1, 1))
     torch.testing.assert_close(train.means[:, :2], inference.means[:, :2])  # the learned Gaussians are not clipped
     torch.testing.assert_close(train.sh, inference.sh)
+
+
+def test_default_training_forward_is_unclamped_as_in_facelift(net):
+    """FaceLift's training never applies its clamp (its `inference` mapping reads as true), so neither does ours."""
+    default = GSLRM(**TINY)
+    default.load_state_dict(net.state_dict())
+    assert default.config.clip_xyz is False
+    views = ring_views(b=1, v=2, size=32)
+    with torch.no_grad():
+        train = default.train()(views)
+        inference = default.eval()(views)
+    assert train.means[:, 2:].abs().max() > 1.0
+    torch.testing.assert_close(train.means, inference.means)
 
 
 @pytest.mark.parametrize("keep_attention", [False, True])

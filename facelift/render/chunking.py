@@ -20,8 +20,8 @@ from facelift.cameras import Cameras
 from facelift.gaussians import Gaussians
 
 TILE_SIZE = 16  # gsplat's default tile side (px); intersections are counted per tile
-# Per-call budget: half the int32 limit leaves room for estimate error, and keeps the call's sort buffers (~24 bytes
-# per intersection) near 13 GB.
+# Per-call budget: a quarter of the int32 limit leaves room for estimate error, and keeps the call's sort buffers
+# (~24 bytes per intersection) near 13 GB.
 MAX_INTERSECTIONS = 2**29
 
 

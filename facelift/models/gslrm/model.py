@@ -2,7 +2,7 @@
 
 Function and weights are FaceLift's (see ``../shared/design/gslrm_spec.md``); module names are this project's,
 `facelift.models.gslrm.checkpoint` maps them to and from FaceLift's checkpoint keys.
-Training and inference differ only in ``clip_xyz`` (applied in training only) and gradient checkpointing.
+Training and inference differ only in gradient checkpointing and, when enabled, ``clip_xyz`` (a training-only clamp).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class GSLRMConfig:
     n_gaussians: int = 2  # learned tokens, each decoded into one free Gaussian
     sh_degree: int = 0  # colour SH degree of the predicted Gaussians
     hard_pixelalign: bool = True  # pixel Gaussians lie on their pixel's ray
-    clip_xyz: bool = True  # in training, clamp pixel-aligned positions to [-1, 1]
+    clip_xyz: bool = False  # in training, clamp pixel-aligned positions to [-1, 1] (FaceLift's training never does)
     gradient_checkpointing: bool = True  # in training, recompute each block in the backward pass
     checkpoint_keeps_attention: bool = True  # ...but keep its attention output (B·N·d per block) to skip recomputing it
     attention_backend: AttentionBackend = "auto"  # auto|cudnn|flash|efficient|math (SDPA kernel)
