@@ -96,11 +96,14 @@ def evaluate(cfg: DictConfig) -> dict:
     with BackgroundWrites() as files, tqdm(total=count, desc="eval", unit="sample") as bar:
         for batch in loader:
             rec, batch_rec = score_batch(system, metrics, batch.to(device), dataset.samples, cfg.precision)
-            # skip_bad_samples hands the next sample in place of a bad one: score each sample once, not twice
-            records += [r for r in batch_rec if r.index not in scored]
-            novel_psnr += [r.scores["psnr"] for r in batch_rec if not r.input and r.index not in scored]
+            per_sample = rec.targets.num_views  # batch_rec: the records of sample 0, then of sample 1, ...
             for b, i in enumerate(rec.inputs.index[:, 0, 1].tolist()):
-                if i not in scored and (cfg.renders is None or len(scored) < cfg.renders):
+                if i in scored:  # skip_bad_samples hands the next sample in place of a bad one: score it once
+                    continue
+                mine = batch_rec[b * per_sample:(b + 1) * per_sample]
+                records += mine
+                novel_psnr += [r.scores["psnr"] for r in mine if not r.input]
+                if cfg.renders is None or len(scored) < cfg.renders:
                     _save_sample(out / "samples" / dataset.samples[i].name, rec, b, cfg, prune, files)
                 scored.add(i)
             bar.update(rec.inputs.images.shape[0])

@@ -20,6 +20,7 @@ from PIL import Image
 from raw_mouse_like import human_views
 from test_gslrm_training import compose_config
 
+from facelift.data.camera_json import read_camera_file
 from facelift.data.image_ops import resize
 from facelift.data.sample_folder import write_file_list, write_sample
 from facelift.eval_report import ViewRecord, aggregate, angles_to_nearest_input
@@ -199,6 +200,22 @@ def test_renders_and_plys_only_for_the_first_samples_asked(runs):
     assert first == ["animal_0", "animal_1"]  # renders=2
     assert all((runs["batched"] / "samples" / s / "renders.png").is_file() for s in first)
     assert not list((runs["batched"] / "samples").glob("*/gaussians.ply"))  # ply=false
+
+
+def test_a_sample_handed_twice_for_a_bad_one_is_scored_once(tiny_setup, tmp_path):
+    ckpt = torch.load(tiny_setup / "tiny.ckpt", weights_only=True)
+    ckpt["datamodule_hyper_parameters"]["skip_bad_samples"] = True
+    torch.save(ckpt, tmp_path / "skipping.ckpt")
+    six = tiny_setup / "six"
+    broken = write_sample(six / "broken", torch.ones(CAMERAS, 3, 32, 32), read_camera_file(
+        six / "animal_0" / "opencv_cameras.json").cameras)
+    (broken / "images" / "cam_000.png").unlink()
+    write_file_list(six / "data_bad.txt", [six / "animal_0", broken, six / "animal_1"])
+    cfg = compose_config("eval", tmp_path, f"ckpt={tmp_path / 'skipping.ckpt'}", "split=test", "batch_size=3",
+                         "num_workers=0", "data.test_list=data_bad.txt", "turntable.frames=0", "metrics.lpips=false")
+    result = evaluate(cfg)  # the batch: animal_0, animal_1 (for the broken one), animal_1
+    assert [s["sample"] for s in result["samples"]] == ["animal_0", "animal_1"] and result["num_samples"] == 2
+    assert len(read_csv(tmp_path / "run")) == 2 * CAMERAS
 
 
 def test_cli_runs_batched_with_a_progress_bar(tiny_setup, tmp_path):
