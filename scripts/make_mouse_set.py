@@ -11,6 +11,8 @@ PNGs (colour = the camera frame with the arena behind the animal, alpha = the an
 are split into data_train.txt / data_val.txt / data_test.txt (no animal in two lists); generation.json holds the
 counts, seconds per stage and bytes on disk, animals.json each sample's animal, rig and split, preview.png the first
 samples. Next: python scripts/prepare_mouse_data.py --src OUT --dst PREPARED --size 128 (it keeps the split).
+Measured: 2000 animals (20000 Gaussians each, 288 x 256) in 69 s on one H200 with 16 cores (--workers 14
+--render-backend torch: no gsplat build needed; scene building and PNG writing dominate), 1.04 GB on disk.
 """
 
 from __future__ import annotations
