@@ -14,6 +14,9 @@ class InputError(Exception):
         self.path, self.problem = path, problem
         super().__init__(f"{path}: {problem}" if path is not None else problem)
 
+    def __reduce__(self):  # rebuilt from (path, problem), so it crosses process boundaries (worker pools) intact
+        return type(self), (self.path, self.problem)
+
 
 class MissingWeightsError(Exception):
     """A pretrained file the config points to is absent; the message says which file and how to obtain it."""

@@ -12,6 +12,7 @@ Images are RGBA PNGs (masks come from the rendered alpha). Both rigs get ``data_
 (relative paths; the last tenth of the samples, at least one, is the validation list). Sample i depends only on
 (seed, i), so a larger ``--num-samples`` extends a smaller set. (The default training job makes its set the same
 way on first use: ``data.synthesize`` in conf/data/synthetic.yaml.)
+For the mouse study (thousands of distinct animals, lab rigs, an arena, a split by animal): make_mouse_set.py.
 """
 
 from __future__ import annotations

@@ -1,10 +1,13 @@
 """Prepare raw multi-camera mouse recordings for GS-LRM training.
 
     python scripts/prepare_mouse_data.py --src RAW --dst OUT [--up-axis z] [--target-distance 2.7]
-        [--distance-mode global|per_camera] [--size 512] [--resize-mode pad|stretch] [--val-fraction 0.1] [--seed 0]
+        [--distance-mode global|per_camera] [--no-normalize] [--size 512] [--resize-mode pad|stretch]
+        [--split auto|keep|random] [--val-fraction 0.1] [--test-fraction 0] [--seed 0] [--workers 0]
 
 RAW holds sample_*/images/*.png and sample_*/opencv_cameras.json (any image size and intrinsics). OUT gets the same
-layout at --size x --size with normalized cameras (see facelift/data/rig.py), data_train.txt and data_val.txt,
+layout at --size x --size with normalized cameras (see facelift/data/rig.py; --no-normalize: checked, reported,
+written as recorded, for runs that normalize at load time), the file lists (RAW's own data_train/val/test.txt when
+it has data_train.txt, e.g. a set split by animal; else a random split by --seed),
 rig_report.json (per sample: up and its source, centre, scale, distances before and after, warnings) and
 rig_report.png (the rigs before and after). Bad input stops the run with one line naming the file, before anything
 is written. Train with: python train.py data=mouse_gslrm data.data_dir=OUT
@@ -36,17 +39,29 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, PrepareConfi
     parser.add_argument("--front-axis", choices=sorted(AXES), default="-y", help="where the front view goes")
     parser.add_argument("--planarity-threshold", type=float, default=0.25,
                         help="estimate up by PCA only when the camera centres are this close to a plane")
+    parser.add_argument("--no-rescale-focal", action="store_true",
+                        help="per_camera: leave fx, fy as they are (the seed recipe; images and poses disagree)")
+    parser.add_argument("--no-recentre", action="store_true",
+                        help="keep the raw origin instead of moving the point closest to all optical axes there")
+    parser.add_argument("--no-normalize", action="store_true",
+                        help="write the cameras as recorded (still checked and reported); training normalizes")
     parser.add_argument("--size", type=int, default=512, help="side of the square output images")
     parser.add_argument("--resize-mode", choices=("pad", "stretch"), default="pad")
-    parser.add_argument("--val-fraction", type=float, default=0.1)
-    parser.add_argument("--seed", type=int, default=0, help="seed of the train/val split")
+    parser.add_argument("--split", choices=("auto", "keep", "random"), default="auto",
+                        help="auto: keep RAW's lists when it has data_train.txt, else random")
+    parser.add_argument("--val-fraction", type=float, default=0.1, help="random split: share in data_val.txt")
+    parser.add_argument("--test-fraction", type=float, default=0.0, help="random split: share in data_test.txt")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random split")
+    parser.add_argument("--workers", type=int, default=0, help="processes that check and write samples (0: one)")
     args = parser.parse_args(argv)
     try:
         rig = RigNormalization(up_axis=args.up_axis, up=args.up, target_camera_distance=args.target_distance,
                                distance_mode=args.distance_mode, front_view=args.front_view,
-                               front_axis=args.front_axis, planarity_threshold=args.planarity_threshold)
+                               front_axis=args.front_axis, planarity_threshold=args.planarity_threshold,
+                               rescale_focal=not args.no_rescale_focal, recentre=not args.no_recentre,
+                               enabled=not args.no_normalize)
         config = PrepareConfig(size=args.size, resize_mode=args.resize_mode, val_fraction=args.val_fraction,
-                               seed=args.seed, rig=rig)
+                               test_fraction=args.test_fraction, seed=args.seed, split=args.split, rig=rig)
     except ValueError as err:
         parser.error(str(err))
     return args, config
@@ -57,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     args, config = parse_args(argv)
     # progress and log lines on stdout: stderr carries only errors
     logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(message)s")
-    prepare_dataset(args.src, args.dst, config)
+    prepare_dataset(args.src, args.dst, config, workers=args.workers)
 
 
 if __name__ == "__main__":

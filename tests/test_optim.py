@@ -83,3 +83,29 @@ def test_warmup_then_cosine():
     assert lrs[0] == 0.0 and lrs[5] == pytest.approx(1.0) and lrs[10] == pytest.approx(2.0)
     assert lrs[60] == pytest.approx(2.0 * 0.5 * (1 + math.cos(math.pi * 0.5)))
     assert lrs[110] == pytest.approx(0.0, abs=1e-12)
+
+
+def _lrs(steps: int, **kwargs) -> list[float]:
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = warmup_then_decay(opt, **kwargs)
+    lrs = []
+    for _ in range(steps):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return lrs
+
+
+def test_lr_spike_multiplies_the_schedule_inside_its_window_only():
+    base = _lrs(60, warmup=10, total=60)
+    spiked = _lrs(60, warmup=10, total=60, spike={"at_step": 20, "factor": 50.0, "steps": 3})
+    for step, (a, b) in enumerate(zip(base, spiked)):
+        assert b == pytest.approx(a * (50.0 if 20 <= step < 23 else 1.0))
+    assert _lrs(30, warmup=10, total=60, spike=None) == base[:30]
+
+
+@pytest.mark.parametrize("bad", [{"at_step": -1, "factor": 2.0}, {"at_step": 3, "factor": 0.0},
+                                 {"at_step": 3, "factor": 2.0, "steps": 0}, {"at_step": 3, "fator": 2.0}])
+def test_lr_spike_refuses_bad_settings(bad):
+    with pytest.raises(ValueError, match="lr_spike"):
+        _lrs(1, warmup=1, total=10, spike=bad)

@@ -15,7 +15,7 @@ from conftest import REPO
 from facelift.cameras import look_at
 from facelift.data.camera_json import read_camera_file
 from facelift.data.multiview import MultiViewDataset
-from facelift.data.prepare import PrepareConfig, prepare_dataset
+from facelift.data.prepare import PrepareConfig, prepare_dataset, split_samples
 from facelift.data.rig import RigNormalization
 from facelift.image_io import read_image, write_image
 from raw_mouse_like import VIEWS, human_views, write_raw_dataset
@@ -125,6 +125,28 @@ def test_per_camera_and_stretch_modes(raw, tmp_path):
     front = cams.centers[2]
     assert abs(float(front[0])) < 1e-6 and float(front[1]) < 0  # view 2 turned onto -Y
     assert (tmp_path / "out" / "data_val.txt").read_text() == ""
+
+
+def test_random_split_can_hold_out_a_test_list():
+    names = [f"s{i:02d}" for i in range(20)]
+    lists = split_samples(names, val_fraction=0.1, seed=0, test_fraction=0.25)
+    assert [len(lists[k]) for k in ("train", "val", "test")] == [13, 2, 5]
+    assert sorted(sum(lists.values(), [])) == names  # each sample in exactly one list
+    assert "test" not in split_samples(names, 0.1, 0)  # no test share: no test list
+
+
+def test_a_source_with_lists_keeps_them_and_a_stale_test_list_goes(raw, tmp_path):
+    src = tmp_path / "src"
+    shutil.copytree(raw, src)
+    (src / "data_train.txt").write_text("sample_000\nsample_002\n")
+    (src / "data_test.txt").write_text("sample_001\n")
+    out = tmp_path / "out"
+    prepare_dataset(src, out, PrepareConfig(size=16))
+    assert (out / "data_train.txt").read_text().split() == ["sample_000", "sample_002"]
+    assert (out / "data_test.txt").read_text().split() == ["sample_001"] and not (out / "data_val.txt").exists()
+    prepare_dataset(src, out, PrepareConfig(size=16, split="random", val_fraction=0.3))  # again, split at random
+    assert not (out / "data_test.txt").exists()  # the old test list would name a training sample now
+    assert len((out / "data_val.txt").read_text().split()) == 1
 
 
 # --------------------------------------------------------------------------------------------- bad input

@@ -137,6 +137,33 @@ def test_global_mode_scales_the_mean_distance(human):
     torch.testing.assert_close(out.intrinsics, human.intrinsics)
 
 
+def test_seed_recipe_moves_cameras_about_the_raw_origin_and_keeps_the_images(human):
+    """up_axis y, per_camera, rescale_focal false, recentre false: the original mouse guide's normalization."""
+    c2w, _ = uneven_rig(human)
+    shift = torch.tensor([0.4, -0.3, 0.2], dtype=F64)  # the raw origin is not where the cameras look
+    c2w[:, :3, 3] += shift
+    seed = RigNormalization(up_axis="y", distance_mode="per_camera", rescale_focal=False, recentre=False)
+    out = normalize_rig(c2w, human.intrinsics, seed)
+    torch.testing.assert_close(out.intrinsics, human.intrinsics)  # images untouched, so fx fy must be too
+    assert out.report.centre == [0.0, 0.0, 0.0] and out.report.focal_scales == [1.0] * len(c2w)
+    raw_dist = c2w[:, :3, 3].norm(dim=-1)  # measured from the raw origin, not from where the axes meet
+    assert out.report.distances_before == pytest.approx(raw_dist.tolist())
+    assert out.report.distances_after == pytest.approx([2.7] * len(c2w))
+    rot = torch.tensor(out.report.rotation, dtype=F64)  # each camera stays on its ray from the raw origin
+    torch.testing.assert_close(out.c2w[:, :3, 3], (c2w[:, :3, 3] @ rot.T) * (2.7 / raw_dist)[:, None])
+    assert float((-out.c2w[:, :3, 1]).mean(0) @ torch.tensor([0.0, 1.0, 0.0], dtype=F64)) > 0.9  # Y up
+    # the default (recentre, global) undoes the shift instead: the axes meet at the new origin
+    default = normalize_rig(c2w, human.intrinsics, RigNormalization())
+    assert default.report.centre == pytest.approx(shift.tolist(), abs=1e-6)
+
+
+def test_recentre_false_refuses_a_camera_at_the_raw_origin(human):
+    c2w = human.c2w.clone()
+    c2w[:, :3, 3] -= c2w[0, :3, 3].clone()  # the whole rig moved so that camera 0 is at the raw origin
+    with pytest.raises(InputError, match="sits at the origin"):
+        normalize_rig(c2w, human.intrinsics, RigNormalization(recentre=False, distance_mode="per_camera"))
+
+
 def cube_rig() -> torch.Tensor:  # [8, 4, 4] cameras on the corners of a cube looking at its centre
     corners = torch.tensor([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], dtype=F64) * 2
     return look_at(corners, torch.zeros(3, dtype=F64), Z)

@@ -4,14 +4,19 @@ RAW holds ``sample_*/images/*.png`` + ``sample_*/opencv_cameras.json`` at any im
 passes: the first reads and checks EVERY sample (camera schema, every image decodes and has its frame's size,
 view counts, a rig that can be normalized) and writes nothing; the second writes each sample atomically into OUT.
 So bad input stops the run before OUT is touched, and a crash mid-way leaves only complete samples.
-OUT gets ``sample_*/`` at ``size``², ``data_train.txt`` / ``data_val.txt`` (relative paths), ``rig_report.json``
-and ``rig_report.png``. Each prepared camera file states ``"up"`` (the target axis), so normalizing it again at load
-time is the identity.
+OUT gets ``sample_*/`` at ``size``², the file lists (relative paths), ``rig_report.json`` and ``rig_report.png``.
+Each prepared camera file states ``"up"`` (the target axis), so normalizing it again at load time is the identity.
+With normalization off (``rig.enabled: false``) the rigs are checked and reported but written as they were (only
+resized), so that each training run normalizes them its own way (``data.normalize_cameras``: rig ablations).
+The split: a RAW set that has ``data_train.txt`` keeps its lists (``data_val.txt``, ``data_test.txt`` too: a set
+split by animal stays split by animal); otherwise samples are split at random (``split: random`` forces that).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import multiprocessing
 import random
 import sys
 from dataclasses import asdict, dataclass, field
@@ -26,21 +31,24 @@ from facelift.data.camera_json import CAMERA_FILE, CAMERA_KEYS, CameraFile, read
 from facelift.data.image_ops import RESIZE_MODES, fit_square
 from facelift.data.rig import AXES, NormalizedRig, RigNormalization, normalize_rig
 from facelift.data.rig_plot import plot_rigs
-from facelift.data.sample_folder import (TRAIN_LIST, VAL_LIST, check_view_count, read_views, write_file_list,
-                                        write_sample)
+from facelift.data.sample_folder import (TEST_LIST, TRAIN_LIST, VAL_LIST, check_view_count, read_file_list,
+                                        read_views, write_file_list, write_sample)
 from facelift.errors import InputError
 
 log = logging.getLogger(__name__)
 
 REPORT_JSON, REPORT_PNG = "rig_report.json", "rig_report.png"
+SPLITS = ("auto", "keep", "random")
 
 
 @dataclass
 class PrepareConfig:
     size: int = 512  # side of the square output images
     resize_mode: str = "pad"  # pad (to square, then resize) | stretch (each axis its own ratio)
-    val_fraction: float = 0.1  # share of samples in data_val.txt (at least one when there are two or more)
-    seed: int = 0  # seed of the train/val split
+    val_fraction: float = 0.1  # random split: share of samples in data_val.txt (at least one from two samples on)
+    test_fraction: float = 0.0  # random split: share of samples in data_test.txt (0: no test list)
+    seed: int = 0  # seed of the random split
+    split: str = "auto"  # auto: keep RAW's lists when it has data_train.txt, else random | keep | random
     rig: RigNormalization = field(default_factory=RigNormalization)
 
     def __post_init__(self) -> None:
@@ -48,8 +56,12 @@ class PrepareConfig:
             raise ValueError(f"size must be at least 8 pixels, got {self.size}")
         if self.resize_mode not in RESIZE_MODES:
             raise ValueError(f"resize_mode must be one of {RESIZE_MODES}, got {self.resize_mode!r}")
-        if not 0 <= self.val_fraction < 1:
-            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if not (0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1 and self.val_fraction
+                + self.test_fraction < 1):
+            raise ValueError(f"val_fraction and test_fraction must be in [0, 1) with a sum below 1, got "
+                             f"{self.val_fraction} and {self.test_fraction}")
+        if self.split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {self.split!r}")
 
 
 @dataclass
@@ -81,7 +93,10 @@ def check_sample(sample_dir: Path, config: PrepareConfig) -> CheckedSample:
 def write_prepared(sample: CheckedSample, dst: Path, config: PrepareConfig) -> Path:
     """Pass 2 for one sample: square images at ``size`` with the normalized cameras, written atomically."""
     raw = sample.cam_file.cameras
-    cameras = Cameras(sample.rig.c2w, sample.rig.intrinsics, raw.width, raw.height)
+    if config.rig.enabled:
+        cameras = Cameras(sample.rig.c2w, sample.rig.intrinsics, raw.width, raw.height)
+    else:  # as recorded: the training run normalizes (a raw file's own "up" is kept below)
+        cameras = raw
     images = read_views(sample.cam_file, range(len(raw)))  # [V, C, H, W]
     if images.shape[1] == 4:  # resize premultiplied so transparent pixels do not bleed their colour into edges
         alpha = images[:, 3:]
@@ -93,46 +108,85 @@ def write_prepared(sample: CheckedSample, dst: Path, config: PrepareConfig) -> P
     else:  # RGB: padding is white, the background of segmented images
         images, cameras = fit_square(images, cameras, config.size, config.resize_mode, 1.0)
     extra = [{k: v for k, v in frame.items() if k not in CAMERA_KEYS} for frame in sample.cam_file.frames]
-    header = {"up": list(AXES[config.rig.up_axis])}
+    if config.rig.enabled:
+        header = {"up": list(AXES[config.rig.up_axis])}
+    else:
+        header = {k: v for k, v in sample.cam_file.header.items() if k == "up"}
     return write_sample(dst / sample.name, images, cameras, extra, header)
 
 
-def split_samples(names: list[str], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
-    """Random train/val split, each sorted; a lone sample goes to both lists."""
+def split_samples(names: list[str], val_fraction: float, seed: int,
+                  test_fraction: float = 0.0) -> dict[str, list[str]]:
+    """Random split into train / val (/ test when ``test_fraction`` > 0), each sorted; a lone sample goes to train
+    and val. Val and test get at least one sample each when asked for, train keeps at least one."""
     if len(names) == 1:
         log.warning("only one sample: it is both the training and the validation set")
-        return list(names), list(names)
+        return {"train": list(names), "val": list(names)}
     shuffled = list(names)
     random.Random(seed).shuffle(shuffled)
-    n_val = min(len(names) - 1, max(1, round(val_fraction * len(names)))) if val_fraction > 0 else 0
-    return sorted(shuffled[n_val:]), sorted(shuffled[:n_val])
+    counts = [max(1, round(f * len(names))) if f > 0 else 0 for f in (val_fraction, test_fraction)]
+    n_val = min(counts[0], len(names) - 1)
+    n_test = min(counts[1], len(names) - 1 - n_val)
+    lists = {"train": sorted(shuffled[n_val + n_test:]), "val": sorted(shuffled[:n_val])}
+    if test_fraction > 0:
+        lists["test"] = sorted(shuffled[n_val:n_val + n_test])
+    return lists
 
 
-def prepare_dataset(src: Path, dst: Path, config: PrepareConfig) -> dict:
-    """Check all of ``src``, then write ``dst``; returns the rig report (also written to ``dst``)."""
+def source_split(src: Path, names: list[str]) -> dict[str, list[str]]:
+    """RAW's own lists (train, and val / test where present), as sample names; each must name a checked sample."""
+    known, lists = set(names), {}
+    for split, list_name in (("train", TRAIN_LIST), ("val", VAL_LIST), ("test", TEST_LIST)):
+        path = src / list_name
+        if split == "train" or path.exists():
+            lists[split] = sorted(p.name for p in read_file_list(path))
+            unknown = [n for n in lists[split] if n not in known]
+            if unknown:
+                raise InputError(path, f"names {len(unknown)} sample(s) that are not in {src}, e.g. {unknown[0]}")
+    unlisted = known - {n for names_ in lists.values() for n in names_}
+    if unlisted:
+        log.warning("%d sample(s) of %s are in none of its lists; left out of the lists here too", len(unlisted), src)
+    return lists
+
+
+def _map(fn, items: list, workers: int, desc: str) -> list:
+    """``fn`` over ``items`` in order, in ``workers`` processes (0: here), with a progress bar."""
+    bar = dict(desc=desc, unit="sample", total=len(items), file=sys.stdout, disable=None)
+    if workers <= 0:
+        return [fn(x) for x in tqdm(items, **bar)]
+    with multiprocessing.get_context("spawn").Pool(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        return list(tqdm(pool.imap(fn, items, chunksize=4), **bar))
+
+
+def prepare_dataset(src: Path, dst: Path, config: PrepareConfig, workers: int = 0) -> dict:
+    """Check all of ``src``, then write ``dst``; returns the rig report (also written to ``dst``). ``workers``:
+    processes that check and write samples (0: this one)."""
     src, dst = Path(src), Path(dst)
     if dst.resolve() == src.resolve():
         raise InputError(dst, "the output folder must differ from the source folder")
     sample_dirs = find_samples(src)
-    checked = []
-    for sample_dir in tqdm(sample_dirs, desc="checking", unit="sample", file=sys.stdout, disable=None):
-        sample = check_sample(sample_dir, config)
-        if checked and len(sample.cam_file.frames) != len(checked[0].cam_file.frames):
+    checked = _map(functools.partial(check_sample, config=config), sample_dirs, workers, "checking")
+    for sample in checked:
+        if len(sample.cam_file.frames) != len(checked[0].cam_file.frames):
             raise InputError(sample.cam_file.path, f"has {len(sample.cam_file.frames)} views but "
                                                    f"{checked[0].name} has {len(checked[0].cam_file.frames)}")
-        checked.append(sample)
     log.info("checked %d samples of %d views in %s", len(checked), len(checked[0].cam_file.frames), src)
+    names = [s.name for s in checked]
+    keep = config.split == "keep" or (config.split == "auto" and (src / TRAIN_LIST).exists())
+    lists = source_split(src, names) if keep else split_samples(names, config.val_fraction, config.seed,
+                                                                 config.test_fraction)
 
     dst.mkdir(parents=True, exist_ok=True)
-    stale = {p.name for p in dst.glob("sample_*") if p.is_dir()} - {s.name for s in checked}
+    stale = {p.name for p in dst.glob("sample_*") if p.is_dir()} - set(names)
     if stale:
         log.warning("%d sample folder(s) already in %s are not in %s; left as they are and not listed",
                     len(stale), dst, src)
-    for sample in tqdm(checked, desc="writing", unit="sample", file=sys.stdout, disable=None):
-        write_prepared(sample, dst, config)
-    train, val = split_samples([s.name for s in checked], config.val_fraction, config.seed)
-    write_file_list(dst / TRAIN_LIST, [dst / n for n in train])
-    write_file_list(dst / VAL_LIST, [dst / n for n in val])
+    _map(functools.partial(write_prepared, dst=dst, config=config), checked, workers, "writing")
+    for split, list_name in (("train", TRAIN_LIST), ("val", VAL_LIST), ("test", TEST_LIST)):
+        if split in lists:
+            write_file_list(dst / list_name, [dst / n for n in lists[split]])
+        elif (dst / list_name).exists():  # a list left from an earlier run would name samples of another split
+            (dst / list_name).unlink()
 
     report = {"source": str(src), "settings": asdict(config),
               "samples": {s.name: s.rig.report.to_dict() for s in checked}}
@@ -142,7 +196,8 @@ def prepare_dataset(src: Path, dst: Path, config: PrepareConfig) -> dict:
                                                                       s.cam_file.cameras.height), s.rig.report)
                                  for s in checked], config.rig)
     warned = sum(bool(s.rig.report.warnings) for s in checked)
-    log.info("wrote %d samples (%d train, %d val) at %dx%d to %s; %d sample(s) with rig warnings, see %s",
-             len(checked), len(train), len(val), config.size, config.size, dst, warned, dst / REPORT_JSON)
+    log.info("wrote %d samples (%s; split %s) at %dx%d to %s; %d sample(s) with rig warnings, see %s",
+             len(checked), ", ".join(f"{len(v)} {k}" for k, v in lists.items()), "kept from the source" if keep
+             else "at random", config.size, config.size, dst, warned, dst / REPORT_JSON)
     return report
 

@@ -17,6 +17,9 @@ exactly ``target_camera_distance`` and scales its fx, fy by target / distance. A
 its image size, but not its place unless the camera looks straight at it (its offset from the principal point
 scales too), and parts nearer or farther than the centre change size differently: an approximation, fine only
 for a subject small against the camera distances and near the optical axes.
+The original mouse guide's ("seed") recipe is ``up_axis: y``, ``distance_mode: per_camera``, ``rescale_focal: false``
+and ``recentre: false``: each camera is moved along its line to the RAW origin to the target distance and its image
+is left as it was. It is here only so that a study can measure what it costs (image and pose then disagree).
 
 Rigs that cannot be normalized (cameras at one point or on a line, parallel optical axes, axes meeting behind the
 cameras, NaN) raise `InputError` naming the source file.
@@ -52,6 +55,8 @@ class RigNormalization:
     front_view: int | None = None  # view put on the front_axis side by a rotation about up; null: no such rotation
     front_axis: str = "-y"  # where FaceLift's front camera sits
     planarity_threshold: float = 0.25  # PCA up only if (smallest / middle eigenvalue of the centres) <= this
+    rescale_focal: bool = True  # per_camera: scale fx, fy by target / distance (false: the seed recipe's bare move)
+    recentre: bool = True  # the point closest to all optical axes becomes the origin (false: the raw origin stays)
 
     def __post_init__(self) -> None:
         if self.up_axis not in AXES or self.front_axis not in AXES:
@@ -79,7 +84,7 @@ class RigReport:
     up_source: str  # config | data | pca | camera_up
     planarity: float  # smallest / middle eigenvalue of the camera centres' covariance (0: exactly planar)
     up_angle_to_camera_up_deg: float  # angle between the up used and the mean camera up (a sanity check)
-    centre: list[float]  # the point closest to all optical axes, raw frame (-> origin)
+    centre: list[float]  # raw frame point that became the origin: closest to all optical axes (recentre) or 0
     rotation: list[list[float]]  # [3][3] raw -> normalized
     distance_mode: str
     scale: float | None  # the similarity's scale (global mode); per_camera: null, see position_scales
@@ -115,8 +120,12 @@ def normalize_rig(c2w: Tensor, intrinsics: Tensor, config: RigNormalization, dat
     warnings: list[str] = []
 
     eigvals, eigvecs = _centre_spread(origins, source)
-    centre = _closest_point_to_axes(origins, forward, source)
-    dist = (origins - centre).norm(dim=-1)  # [V] > 0: every camera has the centre in front of it
+    centre = _closest_point_to_axes(origins, forward, source)  # also refuses rigs that look outwards
+    if not config.recentre:  # the seed recipe: rotate about, and measure distances from, the raw origin
+        centre = torch.zeros_like(centre)
+    dist = (origins - centre).norm(dim=-1)  # [V]
+    if not bool((dist > 1e-9).all()):  # only possible with recentre false: a camera sits at the raw origin
+        raise InputError(source, "a camera sits at the origin: its distance cannot be normalized (recentre: false)")
 
     camera_up = (-c2w[:, :3, 1]).mean(0)  # [3] mean camera up (OpenCV: -y)
     up, up_source, planarity = _choose_up(config, data_up, eigvals, eigvecs, camera_up, warnings, source)
@@ -132,7 +141,7 @@ def normalize_rig(c2w: Tensor, intrinsics: Tensor, config: RigNormalization, dat
         focal_scales = torch.ones_like(dist)
     else:
         position_scales = config.target_camera_distance / dist
-        focal_scales = position_scales
+        focal_scales = position_scales if config.rescale_focal else torch.ones_like(dist)
     new_c2w = c2w.clone()
     new_c2w[:, :3, :3] = rotation @ c2w[:, :3, :3]
     new_c2w[:, :3, 3] = offsets * position_scales[:, None]

@@ -25,7 +25,7 @@ from facelift.image_io import read_image, write_image
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")  # what counts as a view image in images/
-TRAIN_LIST, VAL_LIST = "data_train.txt", "data_val.txt"  # the file lists this project's tools write
+TRAIN_LIST, VAL_LIST, TEST_LIST = "data_train.txt", "data_val.txt", "data_test.txt"  # the lists our tools write
 _ANNOUNCED: set[Path] = set()  # lists whose foreign paths were already reported in this process
 
 

@@ -123,7 +123,7 @@ class GSLRMSystem(L.LightningModule):
         o = self.hparams.optim
         optimizer = adamw_with_decay_groups(self.net, o["lr"], tuple(o["betas"]), o["weight_decay"])
         total = self.trainer.max_steps if self.trainer.max_steps > 0 else self.trainer.estimated_stepping_batches
-        scheduler = warmup_then_decay(optimizer, o["warmup"], int(total), o["schedule"])
+        scheduler = warmup_then_decay(optimizer, o["warmup"], int(total), o["schedule"], o.get("lr_spike"))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def setup(self, stage: str) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -60,13 +61,40 @@ def adamw_with_decay_groups(module: nn.Module, lr: float, betas: tuple[float, fl
     return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), eps=eps, fused=fused or None)
 
 
-def warmup_then_decay(optimizer: torch.optim.Optimizer, warmup: int, total: int,
-                      schedule: str = "cosine") -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warmup over ``warmup`` steps, then ``cosine`` / ``linear`` decay to 0 at ``total``, or ``constant``."""
+@dataclass(frozen=True)
+class LRSpike:
+    """A planted fault: the LR times ``factor`` for ``steps`` optimizer steps from ``at_step`` (config
+    ``model.optim.lr_spike``), so that a study can see what the step rule does against a sudden blow-up."""
+
+    at_step: int  # first optimizer step of the spike
+    factor: float  # LR multiplier during the spike
+    steps: int = 1  # how many optimizer steps it lasts
+
+    def __post_init__(self) -> None:
+        if self.at_step < 0 or self.steps < 1 or not self.factor > 0:
+            raise ValueError(f"lr_spike needs at_step >= 0, steps >= 1 and factor > 0, got {self}")
+
+    def factor_at(self, step: int) -> float:
+        return self.factor if self.at_step <= step < self.at_step + self.steps else 1.0
+
+
+def warmup_then_decay(optimizer: torch.optim.Optimizer, warmup: int, total: int, schedule: str = "cosine",
+                      spike: LRSpike | Mapping | None = None) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warmup over ``warmup`` steps, then ``cosine`` / ``linear`` decay to 0 at ``total``, or ``constant``;
+    ``spike`` multiplies that LR inside its window."""
     if schedule not in ("cosine", "linear", "constant"):
         raise ValueError(f"unknown LR schedule {schedule!r} (cosine, linear or constant)")
+    if spike is not None and not isinstance(spike, LRSpike):
+        try:
+            spike = LRSpike(**spike)
+        except TypeError as err:
+            raise ValueError(f"lr_spike takes at_step, factor and steps: {err}") from None
+        log.info("planted LR spike: x%g for %d step(s) from step %d", spike.factor, spike.steps, spike.at_step)
 
     def factor(step: int) -> float:
+        return base(step) * (spike.factor_at(step) if spike is not None else 1.0)
+
+    def base(step: int) -> float:
         if step < warmup:  # starts at 0 like transformers' schedules, which FaceLift uses
             return step / warmup
         if schedule == "constant":

@@ -1,0 +1,61 @@
+"""Write a synthetic mouse study set: distinct animals on six-camera lab rigs, raw layout, split by animal.
+
+    python scripts/make_mouse_set.py --out data/mouse_study/raw --num-animals 2000 --device cuda --workers 14
+    python scripts/make_mouse_set.py --out /tmp/mice --num-animals 6 --width 64 --gaussians 1500   (a tiny CPU set)
+
+Every sample folder is one recording of one animal (body length, spine posture, head, ears, limbs, tail; coat
+black, white, agouti or brown with a fur-like texture) seen by the 6 cameras of its rig (uneven distances 1.9-3.4,
+the calibration frame's Z tilted 3-8 deg off the true up, the lab's intrinsics at 288 x 256 or --width), as RGBA
+PNGs (colour = the camera frame with the arena behind the animal, alpha = the animal's mask) and opencv_cameras.json
+(frames with view_id; --calib-noise-px moves every camera as a calibration that many pixels off would). Animals
+are split into data_train.txt / data_val.txt / data_test.txt (no animal in two lists); generation.json holds the
+counts, seconds per stage and bytes on disk, animals.json each sample's animal, rig and split, preview.png the first
+samples. Next: python scripts/prepare_mouse_data.py --src OUT --dst PREPARED --size 128 (it keeps the split).
+Measured: 2000 animals (20000 Gaussians each, 288 x 256) in 69 s on one H200 with 16 cores (--workers 14
+--render-backend torch: no gsplat build needed; scene building and PNG writing dominate), 1.04 GB on disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from facelift.data.mouse_set import BACKGROUNDS, MouseSetConfig, generate_mouse_set
+from facelift.errors import exit_on_user_error
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> None:
+    defaults = MouseSetConfig()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True, help="dataset folder (created)")
+    parser.add_argument("--num-animals", type=int, default=defaults.num_animals)
+    parser.add_argument("--poses-per-animal", type=int, default=defaults.poses_per_animal,
+                        help="recordings of each animal (other posture and place), all in the animal's split")
+    parser.add_argument("--num-rigs", type=int, default=defaults.num_rigs, help="rig variants (camera set-ups)")
+    parser.add_argument("--width", type=int, default=defaults.width, help="image width (height keeps 288:256)")
+    parser.add_argument("--gaussians", type=int, default=defaults.gaussians, help="Gaussians per animal")
+    parser.add_argument("--calib-noise-px", type=float, default=defaults.calib_noise_px,
+                        help="write each camera this many pixels off (at the subject, random direction)")
+    parser.add_argument("--background", choices=BACKGROUNDS, default=defaults.background)
+    parser.add_argument("--val-fraction", type=float, default=defaults.val_fraction, help="share of animals")
+    parser.add_argument("--test-fraction", type=float, default=defaults.test_fraction, help="share of animals")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--device", default=defaults.device, help="render on: cpu | cuda | cuda:N")
+    parser.add_argument("--render-backend", choices=("auto", "gsplat", "torch"), default=defaults.render_backend)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="samples per render call")
+    parser.add_argument("--workers", type=int, default=defaults.workers,
+                        help="processes building scenes and writing PNGs (0: none; on a GPU machine ~cores - 2)")
+    args = parser.parse_args(argv)
+    try:
+        config = MouseSetConfig(**{k: v for k, v in vars(args).items() if k != "out"})
+    except ValueError as err:
+        parser.error(str(err))
+    logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(message)s")  # stderr: errors only
+    generate_mouse_set(args.out, config)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,245 @@
+"""The mouse study, end to end: generate -> prepare -> train from scratch -> evaluate on unseen animals -> ablations.
+
+    python scripts/mouse_study.py --out studies/mice2k --num-animals 2000 --minutes 120 --device cuda --workers 14
+    python scripts/mouse_study.py --out studies/mice2k --rows scratch,norm_seed_recipe --dry-run   (print commands)
+
+Every step is one command of this project, run in its own process and logged to OUT/logs/<step>.log; all of them
+are also written to OUT/commands.sh, so any row can be rerun by hand:
+  1. scripts/make_mouse_set.py -> OUT/raw (distinct animals, 6-camera rigs, split by animal; skipped if there)
+  2. scripts/prepare_mouse_data.py --no-normalize -> OUT/prepared (square views; rigs normalized by each run)
+  3. per row: train.py experiment=mouse_gslrm_scratch (or _finetune) + the row's overrides -> OUT/runs/<row>,
+     then eval.py split=test (the held-out animals) -> OUT/eval/<row>/metrics.json
+  4. OUT/summary.json and OUT/summary.md: per row its overrides, steps, skipped updates and test PSNR / SSIM / LPIPS.
+--minutes is the training time of all rows together, shared equally (trainer.max_time of each run). A row whose
+eval metrics exist is not run again (delete OUT/eval/<row> to redo it). Rows that need a weight file that is
+absent (VGG19 / LPIPS for the perceptual row) or a human checkpoint (--human-ckpt, the finetune row) are skipped
+and say so; nothing is downloaded. A failed row is recorded and the next one runs; the exit status is then 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    what: str  # one line for the summary
+    overrides: tuple[str, ...] = ()
+    experiment: str = "mouse_gslrm_scratch"
+    needs_perceptual: bool = False  # VGG19 and LPIPS weight files
+    needs_human: bool = False  # --human-ckpt
+
+
+def spike(at: int, factor: float, steps: int) -> str:
+    return f"model.optim.lr_spike={{at_step:{at},factor:{factor},steps:{steps}}}"
+
+
+def study_rows(spike_at: int = 1000, spike_factor: float = 100.0, spike_steps: int = 20) -> list[Row]:
+    """Each row is the baseline plus overrides: one command per row."""
+    norm = "data.normalize_cameras."
+    planted = spike(spike_at, spike_factor, spike_steps)
+    return [
+        Row("scratch", "baseline: from scratch, rigs normalized globally (one similarity per rig), L2 + SSIM"),
+        Row("norm_per_camera", "rigs: each camera to 2.7, fx fy rescaled", (f"{norm}distance_mode=per_camera",)),
+        Row("norm_off", "rigs: as recorded (tilted up, origin off the animal)", (f"{norm}enabled=false",)),
+        Row("norm_seed_recipe", "rigs: the seed recipe (Y up, each camera to 2.7 from the raw origin, images kept)",
+            (f"{norm}up_axis=y", f"{norm}distance_mode=per_camera", f"{norm}rescale_focal=false",
+             f"{norm}recentre=false")),
+        Row("loss_l2_only", "loss: L2 only", ("loss.ssim_loss_weight=0",)),
+        Row("loss_perceptual", "loss: L2 + perceptual + LPIPS + SSIM (mouse_gslrm_v2's weights)",
+            ("loss=mouse",), needs_perceptual=True),
+        Row("spike_rule_on", f"LR x{spike_factor:g} for {spike_steps} steps at {spike_at}, grad-norm skip on",
+            (planted,)),
+        Row("spike_rule_off", "the same spike, grad-norm skip off (clipping only)",
+            (planted, "model.step_rule.allowed_gradnorm_factor=inf")),
+        Row("finetune", "mouse_gslrm_v2's recipe from a human checkpoint at the reduced size, 3 inputs",
+            ("data.num_input_views=3",), "mouse_gslrm_finetune", needs_human=True),
+    ]
+
+
+@dataclass
+class Study:
+    args: argparse.Namespace
+    commands: list[str] = field(default_factory=list)
+
+    @property
+    def out(self) -> Path:
+        return self.args.out
+
+    def run(self, name: str, argv: list[str]) -> int:
+        """Run one project command from the repository root, logged; returns its exit status."""
+        line = shlex.join(argv)
+        self.commands.append(line)
+        (self.out / "commands.sh").write_text("#!/bin/sh\n# every command of the study, in order\n"
+                                              + "\n".join(self.commands) + "\n")
+        print(f"[{name}] {line}", flush=True)
+        if self.args.dry_run:
+            return 0
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+        start = time.perf_counter()
+        log = self.out / "logs" / f"{name}.log"
+        with open(log, "w") as fh:
+            rc = subprocess.run(argv, cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT).returncode
+        print(f"[{name}] exit {rc} after {time.perf_counter() - start:.0f} s (log: {log})", flush=True)
+        return rc
+
+    def weights(self) -> dict[str, Path]:
+        w = self.args.weights_dir
+        return {"vgg19": w / "vgg19" / "imagenet-vgg-verydeep-19.mat", "lpips": w / "lpips" / "vgg16-397923af.pth"}
+
+    def missing(self, row: Row) -> str | None:
+        """Why ``row`` cannot run here, or None."""
+        if row.needs_human and not self.args.human_ckpt:
+            return "no --human-ckpt (a human GS-LRM checkpoint at the reduced size, e.g. experiment=human_gslrm_sample)"
+        absent = [str(p) for p in self.weights().values() if not p.is_file()]
+        if row.needs_perceptual and absent:
+            return "missing weight file(s): " + ", ".join(absent)
+        return None
+
+    def train_and_eval(self, row: Row, seconds: int) -> dict:
+        a = self.args
+        run_dir, eval_dir = self.out / "runs" / row.name, self.out / "eval" / row.name
+        overrides = list(row.overrides)
+        if row.needs_human:
+            overrides.append(f"model.init_ckpt={Path(a.human_ckpt).resolve()}")
+            if any(not p.is_file() for p in self.weights().values()):  # v2's feature losses, when there are no weights
+                overrides += ["loss.perceptual_loss_weight=0", "loss.lpips_loss_weight=0"]
+        days, rest = divmod(max(1, seconds), 86400)
+        train = [sys.executable, "train.py", f"experiment={row.experiment}", *overrides,
+                 f"data.data_dir={self.out / 'prepared'}", f"paths.weights_dir={a.weights_dir}",
+                 f"hydra.run.dir={run_dir}", f"trainer.max_time={days:02d}:{time.strftime('%H:%M:%S', time.gmtime(rest))}",
+                 f"data.image_size={a.image_size}", f"data.num_workers={a.workers}"]
+        if a.max_steps:
+            train.append(f"trainer.max_steps={a.max_steps}")
+        if a.device == "cpu":
+            train.append("trainer=cpu")
+        train += a.train_override
+        result = {"row": row.name, "what": row.what, "experiment": row.experiment, "overrides": overrides}
+        rc = self.run(f"train_{row.name}", train)
+        if rc != 0:
+            return {**result, "status": f"failed: train.py exit {rc}"}
+        lpips = self.weights()["lpips"].is_file()
+        evaluate = [sys.executable, "eval.py", f"ckpt={run_dir / 'checkpoints' / 'last.ckpt'}", "split=test",
+                    f"hydra.run.dir={eval_dir}", f"paths.weights_dir={a.weights_dir}", "turntable.frames=0",
+                    f"metrics.lpips={str(lpips).lower()}", f"limit_samples={a.eval_samples}",
+                    f"device={'cpu' if a.device == 'cpu' else 'auto'}", *a.eval_override]
+        rc = self.run(f"eval_{row.name}", evaluate)
+        if rc != 0:
+            return {**result, "status": f"failed: eval.py exit {rc}"}
+        return {**result, "status": "dry run" if a.dry_run else "ok"}
+
+
+def read_results(study: Study, row: Row, result: dict) -> dict:
+    """Add what the run and its evaluation wrote: steps, skipped updates, last validation, test means."""
+    metrics_csv = study.out / "runs" / row.name / "csv" / "metrics.csv"
+    if metrics_csv.is_file():
+        with open(metrics_csv) as fh:
+            rows = list(csv.DictReader(fh))
+        last = lambda key: next((float(r[key]) for r in reversed(rows) if r.get(key)), None)  # noqa: E731
+        step = last("step")  # logged before the update: the last logged step is the count minus one
+        result.update(steps=None if step is None else step + 1, skipped_gradnorm=last("train/skipped_gradnorm"),
+                      skipped_nonfinite=last("train/skipped_nonfinite_loss"), val_psnr=last("val/psnr"),
+                      max_lr=max((float(r[k]) for r in rows for k in r if k.startswith("lr-") and r[k]), default=None))
+    metrics_json = study.out / "eval" / row.name / "metrics.json"
+    if metrics_json.is_file():
+        doc = json.loads(metrics_json.read_text())
+        result.update(test_samples=doc["num_samples"], test_novel=doc["mean"]["novel"], test_all=doc["mean"]["all"])
+    return result
+
+
+def write_summary(out: Path, results: list[dict], header: dict) -> None:
+    (out / "summary.json").write_text(json.dumps({**header, "rows": results}, indent=2))
+    lines = ["| row | status | steps | skipped | test novel PSNR | SSIM | LPIPS | what |", "|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        novel = r.get("test_novel", {})
+        fmt = lambda k: f"{novel[k]:.3f}" if k in novel else "-"  # noqa: E731
+        steps = f"{r['steps']:.0f}" if r.get("steps") is not None else "-"
+        skipped = f"{r['skipped_gradnorm']:.0f}" if r.get("skipped_gradnorm") is not None else "-"
+        lines.append(f"| {r['row']} | {r['status']} | {steps} | {skipped} | {fmt('psnr')} | {fmt('ssim')} | "
+                     f"{fmt('lpips')} | {r['what']} |")
+    (out / "summary.md").write_text("\n".join(lines) + "\n")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, required=True, help="study folder (created; reruns resume)")
+    p.add_argument("--num-animals", type=int, default=2000)
+    p.add_argument("--minutes", type=float, default=120, help="training time of all rows together")
+    p.add_argument("--rows", default="all", help="comma-separated row names (see --dry-run), or all")
+    p.add_argument("--device", default="cuda", help="cuda (generation and training on the GPU) or cpu")
+    p.add_argument("--workers", type=int, default=8, help="processes for generation, preparation and loading")
+    p.add_argument("--gen-width", type=int, default=288, help="raw image width (the lab's 288 x 256)")
+    p.add_argument("--gaussians", type=int, default=20000, help="Gaussians per generated animal")
+    p.add_argument("--calib-noise-px", type=float, default=0.0, help="calibration error written into the set")
+    p.add_argument("--image-size", type=int, default=128, help="side of the prepared views and of training")
+    p.add_argument("--max-steps", type=int, help="trainer.max_steps of every run (default: the experiment's)")
+    p.add_argument("--eval-samples", type=int, default=100, help="test animals evaluated per row (eval writes a PLY each)")
+    p.add_argument("--spike", type=float, nargs=3, default=(1000, 100.0, 20), metavar=("AT", "FACTOR", "STEPS"),
+                   help="the planted LR spike of the spike rows")
+    p.add_argument("--human-ckpt", help="human GS-LRM checkpoint at the reduced size, for the finetune row")
+    p.add_argument("--weights-dir", type=Path, default=REPO / "weights", help="local weight files (paths.weights_dir)")
+    p.add_argument("--train-override", action="append", default=[], help="extra train.py override (repeatable)")
+    p.add_argument("--eval-override", action="append", default=[], help="extra eval.py override (repeatable)")
+    p.add_argument("--dry-run", action="store_true", help="write and print the commands, run nothing")
+    args = p.parse_args(argv)
+    args.out = args.out.resolve()
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    rows = study_rows(int(args.spike[0]), args.spike[1], int(args.spike[2]))
+    chosen = [r.name for r in rows] if args.rows == "all" else [n.strip() for n in args.rows.split(",")]
+    unknown = sorted(set(chosen) - {r.name for r in rows})
+    if unknown:
+        sys.exit(f"error: unknown row(s) {unknown}; rows are {[r.name for r in rows]}")
+    study = Study(args)
+    (args.out / "logs").mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    raw, prepared = args.out / "raw", args.out / "prepared"
+    if not (raw / "generation.json").is_file():
+        if study.run("generate", [sys.executable, "scripts/make_mouse_set.py", "--out", str(raw), "--num-animals",
+                                  str(args.num_animals), "--device", args.device, "--workers", str(args.workers),
+                                  "--width", str(args.gen_width), "--gaussians", str(args.gaussians),
+                                  "--calib-noise-px", str(args.calib_noise_px)]):
+            return 1
+    if not (prepared / "data_train.txt").is_file():
+        if study.run("prepare", [sys.executable, "scripts/prepare_mouse_data.py", "--src", str(raw), "--dst",
+                                 str(prepared), "--size", str(args.image_size), "--no-normalize", "--workers",
+                                 str(args.workers)]):
+            return 1
+
+    selected = [r for r in rows if r.name in chosen]
+    runnable = [r for r in selected if study.missing(r) is None]
+    seconds = int(args.minutes * 60 / max(1, len(runnable)))
+    print(f"{len(runnable)} of {len(selected)} rows can run here, {seconds} s of training each", flush=True)
+    results = []
+    for row in selected:
+        why = study.missing(row)
+        if why:
+            result = {"row": row.name, "what": row.what, "status": f"skipped: {why}"}
+            print(f"[{row.name}] skipped: {why}", flush=True)
+        elif (args.out / "eval" / row.name / "metrics.json").is_file():
+            result = {"row": row.name, "what": row.what, "status": "ok (earlier run)", "overrides": list(row.overrides)}
+        else:
+            result = study.train_and_eval(row, seconds)
+        results.append(read_results(study, row, result))
+        write_summary(args.out, results, {"num_animals": args.num_animals, "minutes": args.minutes})
+    print(f"study done in {time.perf_counter() - started:.0f} s: {args.out / 'summary.md'}", flush=True)
+    return 1 if any(r["status"].startswith("failed") for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
