@@ -194,7 +194,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--eval-override", action="append", default=[], help="extra eval.py override (repeatable)")
     p.add_argument("--dry-run", action="store_true", help="write and print the commands, run nothing")
     args = p.parse_args(argv)
-    args.out = args.out.resolve()
+    args.out, args.weights_dir = args.out.resolve(), args.weights_dir.resolve()  # the steps run from the repository
     return args
 
 
@@ -209,7 +209,11 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "logs").mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     raw, prepared = args.out / "raw", args.out / "prepared"
-    if not (raw / "generation.json").is_file():
+    if (raw / "generation.json").is_file():  # resuming: the set there must be the one asked for
+        made = json.loads((raw / "generation.json").read_text())["num_animals"]
+        if made != args.num_animals:
+            sys.exit(f"error: {raw} holds {made} animals, not --num-animals {args.num_animals}; use another --out")
+    else:
         if study.run("generate", [sys.executable, "scripts/make_mouse_set.py", "--out", str(raw), "--num-animals",
                                   str(args.num_animals), "--device", args.device, "--workers", str(args.workers),
                                   "--width", str(args.gen_width), "--gaussians", str(args.gaussians),

@@ -10,8 +10,9 @@ smaller one; the rig of animal i is i mod ``num_rigs``. Animals (all their postu
 
 Scenes are built and PNGs written in ``workers`` processes; rendering happens here, ``batch_size`` samples at a
 time on ``device`` (every animal has the same number of Gaussians, so a batch is one render call).
-``generation.json`` records the counts, the seconds of each stage and the bytes on disk; ``animals.json`` each
-sample's animal, rig, split, shape and pose; ``preview.png`` the first samples' views.
+``generation.json`` records the counts, the bytes on disk and the seconds: total, and how long this process waited
+for each stage (building and writing overlap the rendering); ``animals.json`` each sample's animal, rig, split,
+shape and pose; ``preview.png`` the first samples' views.
 """
 
 from __future__ import annotations
@@ -173,6 +174,16 @@ def _write(job: tuple[str, np.ndarray, Cameras]) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
+class _Done:
+    """A result already computed, with the ``get()`` of the pool's asynchronous results (the in-process path)."""
+
+    def __init__(self, value) -> None:
+        self.value = value
+
+    def get(self):
+        return self.value
+
+
 def generate_mouse_set(out: str | Path, config: MouseSetConfig) -> dict:
     """Write the set into ``out``; returns what ``generation.json`` holds."""
     out = Path(out)
@@ -189,40 +200,40 @@ def generate_mouse_set(out: str | Path, config: MouseSetConfig) -> dict:
     else:
         _STATE.update(config=config, rigs=rigs, out=out)
     chunk = config.batch_size * max(1, config.workers)
-    meta, written_bytes, pending, preview = [], 0, None, []
+    parts = [plan[i:i + chunk] for i in range(0, len(plan), chunk)]
+    # a pipeline: while this process renders chunk k, the workers build chunk k + 1 and write chunk k - 1
+    submit = (lambda fn, items: pool.map_async(fn, items)) if pool else (lambda fn, items: _Done([fn(x) for x in items]))
+    meta, written_bytes, preview = [], 0, []
     try:
         bar = tqdm(total=len(plan), desc="animals", unit="sample", file=sys.stdout, disable=None)
-        for first in range(0, len(plan), chunk):
+        building, writing = submit(_build, parts[0]), None
+        for k, part in enumerate(parts):
             t0 = time.perf_counter()
-            part = plan[first:first + chunk]
-            scenes = pool.map(_build, part) if pool else [_build(p) for p in part]
+            scenes = building.get()
+            if k + 1 < len(parts):
+                building = submit(_build, parts[k + 1])
             t1 = time.perf_counter()
             jobs = []
             for b in range(0, len(scenes), config.batch_size):
                 batch = scenes[b:b + config.batch_size]
-                pixels = render_scenes(batch, rigs, config)
-                jobs += [(s.plan.name, px, s.written) for s, px in zip(batch, pixels)]
-            if len(preview) < 4:
-                preview += [torch.from_numpy(px[..., :3]).permute(0, 3, 1, 2).float() / 255
-                            for _, px, _ in jobs[:4 - len(preview)]]
+                jobs += [(s.plan.name, px, s.written) for s, px in zip(batch, render_scenes(batch, rigs, config))]
+            preview += [torch.from_numpy(px[..., :3]).permute(0, 3, 1, 2).float() / 255
+                        for _, px, _ in jobs[:max(0, 4 - len(preview))]]
             t2 = time.perf_counter()
-            if pending is not None:
-                written_bytes += sum(pending.get())  # the previous chunk's files, written meanwhile
-            pending = pool.map_async(_write, jobs) if pool else None
-            if pool is None:
-                written_bytes += sum(_write(j) for j in jobs)
+            if writing is not None:
+                written_bytes += sum(writing.get())
+            writing = submit(_write, jobs)
             t3 = time.perf_counter()
             seconds["build"] += t1 - t0
             seconds["render"] += t2 - t1
             seconds["write"] += t3 - t2
             meta += [s.meta for s in scenes]
             bar.update(len(part))
-            if bar.disable and (first // chunk) % max(1, len(plan) // chunk // 10) == 0:  # no bar: ~10 log lines
-                log.info("%d / %d samples, %.1f s", first + len(part), len(plan), time.perf_counter() - start)
-        if pending is not None:
-            t3 = time.perf_counter()
-            written_bytes += sum(pending.get())
-            seconds["write"] += time.perf_counter() - t3
+            if bar.disable and k % max(1, len(parts) // 10) == 0:  # no progress bar (not a terminal): ~10 log lines
+                log.info("%d / %d samples, %.1f s", sum(map(len, parts[:k + 1])), len(plan), time.perf_counter() - start)
+        t3 = time.perf_counter()
+        written_bytes += sum(writing.get())
+        seconds["write"] += time.perf_counter() - t3
         bar.close()
     finally:
         if pool is not None:
