@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from facelift.atomic import write_json
+from facelift.config_check import check_views
 from facelift.data.datamodule import MultiViewDataModule
 from facelift.errors import InputError
 from facelift.gaussians import GaussianFilter, save_ply
@@ -53,6 +54,7 @@ def build_datamodule(saved: dict, cfg: DictConfig) -> MultiViewDataModule:
     if "data_dir" not in args:
         raise InputError(cfg.ckpt, "stores no data configuration; give one with +data=NAME")
     args.pop("_target_", None)
+    check_views(OmegaConf.create({"data": args}))  # the stored values with the given ones: do they still fit?
     args.update(synthesize=None, num_workers=cfg.num_workers, batch_size_per_gpu=1)  # one sample per row of results
     return MultiViewDataModule(**args)
 

@@ -11,6 +11,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from facelift.checkpoint_io import AtomicCheckpointIO
+from facelift.config_check import check_train_config
 from facelift.errors import InputError
 from facelift.weights import require_complete
 
@@ -40,6 +41,7 @@ def build_trainer(cfg: DictConfig, **overrides) -> L.Trainer:
 
 def train(cfg: DictConfig) -> float | None:
     """Fit ``cfg.model`` (a LightningModule) on ``cfg.data`` (a LightningDataModule); returns the monitored metric."""
+    check_train_config(cfg)  # before any work: a value that cannot work costs one line, not minutes
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path:
         if not Path(ckpt_path).is_file():
