@@ -1,7 +1,9 @@
 """GS-LRM training and evaluation end to end on the CPU: the default job, the step rule, resume, eval, experiments."""
 
 import csv
+import json
 import logging
+import re
 import subprocess
 import sys
 import time
@@ -201,6 +203,20 @@ def test_eval_writes_metrics_renders_turntables_and_plys(default_run, tmp_path):
     cloud = load_ply(folder / "gaussians.ply")
     assert 0 < cloud.num_gaussians <= 2 + 4 * 32 * 32  # pruned, as FaceLift's inference
     assert (cloud.means.abs() <= 1.0 + 1e-6).all()  # the pruning box
+
+
+def test_the_eval_command_the_default_job_prints_works_without_lpips_weights(default_run, tmp_path):
+    """A fresh checkout has no weights/: LPIPS is skipped with a one-line note, PSNR and SSIM are still scored."""
+    (command,) = re.findall(r"evaluate: (python eval\.py ckpt=\S+?)\)", (default_run / "console.txt").read_text())
+    run = subprocess.run([sys.executable, *command.split()[1:], f"paths.weights_dir={tmp_path / 'no_weights'}",
+                          f"paths.log_dir={tmp_path}", "turntable.frames=0"],  # the turntable only costs time here
+                         cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    notes = [line for line in run.stdout.splitlines() if "LPIPS skipped" in line]
+    assert len(notes) == 1 and str(tmp_path / "no_weights" / "lpips" / "vgg16-397923af.pth") in notes[0]
+    ((out,),) = [list((tmp_path / "eval").iterdir())]
+    view = json.loads((out / "metrics.json").read_text())["samples"][0]["views"][0]
+    assert set(view) == {"view", "input", "psnr", "ssim"}
 
 
 def test_a_training_checkpoint_loads_as_the_network_it_trained(default_run):
