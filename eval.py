@@ -12,10 +12,10 @@ register_resolvers()
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
-    from facelift.evaluation import (
-        evaluate,  # after Hydra parsed the command line: `--help` stays fast
-    )
+    from facelift.config_check import check_eval_config  # after Hydra parsed the command line: `--help` stays fast
+    from facelift.evaluation import evaluate
 
+    check_eval_config(cfg)
     evaluate(cfg)
 
 

@@ -23,11 +23,15 @@ def _umask() -> int:
 
 
 @contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path (same folder and suffix) to write; on success it replaces ``path``, on error it goes."""
+def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path (same folder and suffix) to write; on success it replaces ``path``, on error it goes.
+
+    ``suffix``: the temporary name's ending instead of the target's (writers that choose the format by the suffix
+    need the target's; a name no ``*.ckpt`` pattern matches keeps a crash's leftover out of checkpoint searches)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix if suffix is None
+                               else suffix)
     os.close(fd)
     try:
         yield Path(tmp)

@@ -22,6 +22,14 @@ class MissingWeightsError(Exception):
     """A pretrained file the config points to is absent; the message says which file and how to obtain it."""
 
 
+class ConfigError(Exception):
+    """A config value that cannot work, found before any work starts: ``data.num_input_views=9: <problem>``."""
+
+    def __init__(self, key: str, value, problem: str):
+        self.key, self.value, self.problem = key, value, problem
+        super().__init__(f"{key}={value}: {problem}")
+
+
 def exit_on_user_error(main):
     """Wrap a CLI entry point: user errors print one line on stderr and exit with status 2."""
 
@@ -42,7 +50,7 @@ def exit_on_user_error(main):
 def _user_error_in(err: BaseException | None) -> Exception | None:
     """The user error ``err`` is or wraps: Hydra's instantiate wraps what a constructor raises, once per level."""
     while err is not None:
-        if isinstance(err, (InputError, MissingWeightsError)):
+        if isinstance(err, (InputError, MissingWeightsError, ConfigError)):
             return err
         err = err.__cause__
     return None

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from facelift.atomic import write_json
+from facelift.config_check import check_views
 from facelift.data.datamodule import MultiViewDataModule
 from facelift.errors import InputError
 from facelift.eval_plot import plot_psnr
@@ -62,6 +63,7 @@ def build_datamodule(saved: dict, cfg: DictConfig) -> MultiViewDataModule:
     if "data_dir" not in args:
         raise InputError(cfg.ckpt, "stores no data configuration; give one with +data=NAME")
     args.pop("_target_", None)
+    check_views(OmegaConf.create({"data": args}))  # the stored values with the given ones: do they still fit?
     args.update(synthesize=None, num_workers=cfg.num_workers, batch_size_per_gpu=cfg.batch_size)
     return MultiViewDataModule(**args)
 

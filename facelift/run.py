@@ -10,7 +10,10 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from facelift.checkpoint_io import AtomicCheckpointIO
+from facelift.config_check import check_train_config
 from facelift.errors import InputError
+from facelift.weights import require_complete
 
 log = logging.getLogger("facelift")
 
@@ -29,18 +32,24 @@ def instantiate_list(node: DictConfig | None) -> list:
 
 
 def build_trainer(cfg: DictConfig, **overrides) -> L.Trainer:
+    # checkpoints are renamed into place once whole: a crash never leaves a truncated last.ckpt (checkpoint_io.py)
+    if "plugins" not in cfg.trainer:  # a config's own plugins (a cloud checkpoint writer, say) take precedence
+        overrides.setdefault("plugins", [AtomicCheckpointIO()])
     return hydra.utils.instantiate(cfg.trainer, callbacks=instantiate_list(cfg.get("callbacks")),
                                    logger=instantiate_list(cfg.get("logger")) or False, **overrides)
 
 
 def train(cfg: DictConfig) -> float | None:
     """Fit ``cfg.model`` (a LightningModule) on ``cfg.data`` (a LightningDataModule); returns the monitored metric."""
+    check_train_config(cfg)  # before any work: a value that cannot work costs one line, not minutes
+    ckpt_path = cfg.get("ckpt_path")
+    if ckpt_path:
+        if not Path(ckpt_path).is_file():
+            raise InputError(ckpt_path, "checkpoint to resume from not found (ckpt_path)")
+        require_complete(ckpt_path)
     L.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision(cfg.matmul_precision)
     out = Path(cfg.paths.output_dir)
-    ckpt_path = cfg.get("ckpt_path")
-    if ckpt_path and not Path(ckpt_path).is_file():
-        raise InputError(ckpt_path, "checkpoint to resume from not found (ckpt_path)")
     # plain containers: the data module's hyper-parameters go into checkpoints, which load with weights_only=True
     datamodule: L.LightningDataModule = hydra.utils.instantiate(cfg.data, _convert_="all")
     model: L.LightningModule = hydra.utils.instantiate(cfg.model)

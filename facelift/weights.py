@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import zipfile
 from pathlib import Path
 
 import torch
@@ -58,11 +59,42 @@ def load_checkpoint(path: str | Path) -> dict:
         from safetensors.torch import load_file
 
         return load_file(str(path))
+    return read_torch_file(path)
+
+
+def read_torch_file(path: str | Path, map_location="cpu", weights_only: bool | None = True):
+    """``torch.load`` where every way a file can be unreadable is one sentence naming it, not torch's traceback."""
+    path = require_complete(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=weights_only)
+    except (RuntimeError, EOFError, OSError) as err:  # a damaged archive: torch's reader fails deep inside
+        raise InputError(path, f"checkpoint is corrupt: torch.load cannot read it ({str(err).splitlines()[0][:160]})"
+                         ) from None
     except pickle.UnpicklingError as err:
+        if "Unsupported global" not in str(err):  # not a refused class: the bytes themselves do not parse
+            lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+            raise InputError(path, f"checkpoint is corrupt or not a torch file: its contents do not parse "
+                                   f"({lines[-2][:160] if len(lines) > 1 else lines[0][:160]})") from None
         raise InputError(
             path,
             f"a pickle that needs more than tensors to load ({str(err).splitlines()[0][:160]}); it is "
             "refused because loading it could run arbitrary code - re-save its state dict with "
             "torch.save({'model': state_dict}) in a trusted environment, or convert it to .safetensors") from None
+
+
+def require_complete(path: str | Path) -> Path:
+    """Refuse an empty or truncated torch file with one sentence naming it.
+
+    ``torch.save`` writes a zip archive whose directory comes last, so a file cut short (a crash or a full disk
+    while it was written, an interrupted copy) starts like a zip but has no directory; torch would only say "failed
+    finding central directory". The check reads the file's two ends, not its body. Legacy (non-zip) files pass."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head:
+        raise InputError(path, "checkpoint file is empty (cut short while it was written?); use another checkpoint")
+    if head == b"PK\x03\x04" and not zipfile.is_zipfile(path):
+        raise InputError(path, "checkpoint is truncated (cut short while it was written, by a crash, a full disk or "
+                               "an interrupted copy); use an intact copy or another checkpoint, e.g. an earlier "
+                               "step_*.ckpt of the same run")
+    return path

@@ -1,9 +1,12 @@
 """GS-LRM training and evaluation end to end on the CPU: the default job, the step rule, resume, eval, experiments."""
 
 import csv
+import json
 import logging
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import hydra
@@ -21,6 +24,7 @@ from facelift.gaussians import load_ply
 from facelift.models.gslrm.checkpoint import load_gslrm
 from facelift.run import register_resolvers, train
 from facelift.systems.gslrm_system import GSLRMSystem
+from facelift.systems.optim import warmup_then_decay
 
 
 def compose_config(name: str, tmp: Path, *overrides: str):
@@ -78,6 +82,46 @@ def test_resume_continues_the_step_count(default_run, tmp_path):
     assert steps[0] >= 40 and steps[-1] == 43  # steps 40..43 only: training continued, it did not start over
     before = torch.load(last, weights_only=True)["optimizer_states"][0]["state"]
     assert ckpt["optimizer_states"][0]["state"][0]["step"] == before[0]["step"] + 4  # Adam moments carried on
+
+
+def test_kill_9_after_a_checkpoint_then_resume_restores_step_optimizer_and_schedule(default_run, tmp_path):
+    """train.py dies by SIGKILL (no clean-up at all) after writing a checkpoint; ``ckpt_path=.../last.ckpt`` then
+    carries on from that step with its Adam moments and its place in the LR schedule (warmup 10 of 12 steps here:
+    a schedule started afresh would log LR 0 at the first resumed step)."""
+    common = [f"paths.data_dir={default_run.parents[1] / 'data'}", "trainer.max_steps=12",
+              "trainer.log_every_n_steps=1", "trainer.limit_val_batches=0",
+              "callbacks.model_checkpoint.every_n_train_steps=3"]
+    with open(tmp_path / "killed.log", "w") as log_file:
+        proc = subprocess.Popen([sys.executable, "train.py", *common, f"paths.log_dir={tmp_path}"], cwd=REPO,
+                                stdout=log_file, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 300
+            while not (found := list(tmp_path.glob("train/*/checkpoints/last.ckpt"))):
+                assert proc.poll() is None, (tmp_path / "killed.log").read_text()[-3000:]
+                assert time.monotonic() < deadline, "no checkpoint within 300 s"
+                time.sleep(0.05)
+        finally:
+            proc.kill()
+            proc.wait()
+    (last,) = found
+    killed_at = torch.load(last, weights_only=True)
+    step = killed_at["global_step"]
+    assert proc.returncode == -9 and 3 <= step < 12  # killed mid-run, from a checkpoint renamed into place whole
+
+    cfg = compose_config("train", tmp_path / "resumed", *common, f"ckpt_path={last}")
+    train(cfg)
+    run = tmp_path / "resumed" / "run"
+    assert [s for s, _ in logged(run, "train/loss")] == list(range(step, 12))  # the step count went on
+    final = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert final["global_step"] == 12 and final["lr_schedulers"][0]["last_epoch"] == 12
+    assert final["optimizer_states"][0]["state"][0]["step"] == killed_at["optimizer_states"][0]["state"][0]["step"] \
+        + 12 - step == 12  # Adam's state was restored, not started afresh (that would count 12 - step)
+    base = cfg.model.optim.lr
+    schedule = warmup_then_decay(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=base), 10, 12, "cosine")
+    with open(run / "csv" / "metrics.csv") as f:
+        lr_key = next(k for k in csv.DictReader(f).fieldnames if k.startswith("lr-"))
+    assert [v for _, v in logged(run, lr_key)] == pytest.approx([base * schedule.lr_lambdas[0](s)
+                                                                  for s in range(step, 12)])
 
 
 class PlantedFailures(GSLRMSystem):
@@ -159,6 +203,20 @@ def test_eval_writes_metrics_renders_turntables_and_plys(default_run, tmp_path):
     cloud = load_ply(folder / "gaussians.ply")
     assert 0 < cloud.num_gaussians <= 2 + 4 * 32 * 32  # pruned, as FaceLift's inference
     assert (cloud.means.abs() <= 1.0 + 1e-6).all()  # the pruning box
+
+
+def test_the_eval_command_the_default_job_prints_works_without_lpips_weights(default_run, tmp_path):
+    """A fresh checkout has no weights/: LPIPS is skipped with a one-line note, PSNR and SSIM are still scored."""
+    (command,) = re.findall(r"evaluate: (python eval\.py ckpt=\S+?)\)", (default_run / "console.txt").read_text())
+    run = subprocess.run([sys.executable, *command.split()[1:], f"paths.weights_dir={tmp_path / 'no_weights'}",
+                          f"paths.log_dir={tmp_path}", "turntable.frames=0"],  # the turntable only costs time here
+                         cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    notes = [line for line in run.stdout.splitlines() if "LPIPS skipped" in line]
+    assert len(notes) == 1 and str(tmp_path / "no_weights" / "lpips" / "vgg16-397923af.pth") in notes[0]
+    ((out,),) = [list((tmp_path / "eval").iterdir())]
+    view = json.loads((out / "metrics.json").read_text())["samples"][0]["views"][0]
+    assert set(view) == {"view", "input", "psnr", "ssim"}
 
 
 def test_a_training_checkpoint_loads_as_the_network_it_trained(default_run):

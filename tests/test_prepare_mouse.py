@@ -205,6 +205,15 @@ def view_count_mismatch(s):
     _edit_json(s, lambda d: d["frames"].pop())
 
 
+def missing_image(s):
+    (s / "images" / "cam_004.png").unlink()
+
+
+def two_missing_images(s):
+    (s / "images" / "cam_002.png").unlink()
+    (s / "images" / "cam_004.png").unlink()
+
+
 def image_size_mismatch(s):
     write_image(s / "images" / "cam_001.png", torch.ones(4, 100, 100))
 
@@ -231,7 +240,9 @@ CASES = [  # (break sample_001 this way, the file the error must name, a word of
     (missing_key, "opencv_cameras.json", "frame 3 lacks cx"),
     (nan_pose, "opencv_cameras.json", "non-finite"),
     (singular_pose, "opencv_cameras.json", "singular"),
-    (view_count_mismatch, "opencv_cameras.json", "has 5 frames but"),
+    (view_count_mismatch, "opencv_cameras.json", "holds 6 images; no frame names cam_005.png"),
+    (missing_image, "images/cam_004.png", "image not found (opencv_cameras.json frame 4 names it)"),
+    (two_missing_images, "images/cam_002.png", "frame 2 names it); also missing: cam_004.png (frame 4)"),
     (image_size_mismatch, "images/cam_001.png", "100x100"),
     (one_point_rig, "opencv_cameras.json", "one point"),
     (collinear_rig, "opencv_cameras.json", "on a line"),

@@ -76,6 +76,8 @@ def read_views(cam_file: CameraFile, views) -> Tensor:
 
 def read_view(cam_file: CameraFile, view: int) -> Tensor:  # [C, H, W]
     path = cam_file.image_path(view)
+    if not path.is_file():
+        raise InputError(path, f"image not found ({CAMERA_FILE} frame {view} names it)")
     image = read_image(path)
     cams = cam_file.cameras
     if tuple(image.shape[-2:]) != (cams.height, cams.width):
@@ -85,11 +87,25 @@ def read_view(cam_file: CameraFile, view: int) -> Tensor:  # [C, H, W]
 
 
 def check_view_count(cam_file: CameraFile) -> None:
-    """The camera file must have one frame per image in ``images/`` (a missing or extra view is a broken sample)."""
+    """The camera file must have one frame per image in ``images/`` (a missing or extra view is a broken sample).
+
+    The error names the files: the missing image (and the frame that names it), or the images no frame names; a
+    bare count would leave the user to find which of many views is wrong."""
+    paths = [cam_file.image_path(i) for i in range(len(cam_file.frames))]
+    missing = [(i, p) for i, p in enumerate(paths) if not p.is_file()]
+    if missing:
+        (view, path), others = missing[0], missing[1:]
+        also = f"; also missing: {', '.join(f'{p.name} (frame {i})' for i, p in others[:5])}" if others else ""
+        more = f" and {len(others) - 5} more" if len(others) > 5 else ""
+        raise InputError(path, f"image not found ({CAMERA_FILE} frame {view} names it){also}{more}")
     folder = cam_file.path.parent / "images"
-    count = sum(1 for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else 0
-    if count != len(cam_file.frames):
-        raise InputError(cam_file.path, f"has {len(cam_file.frames)} frames but {folder} holds {count} images")
+    images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
+    if len(images) != len(cam_file.frames):
+        named = {p.resolve() for p in paths}
+        unnamed = [p.name for p in images if p.resolve() not in named]
+        which = f"; no frame names {', '.join(unnamed[:5])}{' ...' if len(unnamed) > 5 else ''}" if unnamed else ""
+        raise InputError(cam_file.path, f"has {len(cam_file.frames)} frames but {folder} holds {len(images)} "
+                                        f"images{which}")
 
 
 # --------------------------------------------------------------------------------------------- file lists

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
@@ -9,19 +10,30 @@ from torch import Tensor, nn
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from facelift.image_io import write_image
-from facelift.losses.lpips_loss import LPIPSLoss
+from facelift.losses.lpips_loss import VGG16_URL, LPIPSLoss
+
+log = logging.getLogger("facelift")
 
 
 class ImageMetrics(nn.Module):
     """Scores ``[B, V]`` per metric for renders vs targets ``[B, V, 3, H, W]`` in [0, 1].
 
     PSNR and SSIM (Gaussian window 11, sigma 1.5) come from torchmetrics; LPIPS (VGG, the lpips package) needs the
-    local torchvision VGG16 file, so it is computed only when ``lpips`` is on.
+    local torchvision VGG16 file, so it is computed only when ``lpips`` is on: ``True`` requires the file (a missing
+    one stops the run naming it), ``"auto"`` computes LPIPS when the file is there and otherwise skips it with a
+    one-line note (so a fresh checkout can score without downloading anything).
     """
 
-    def __init__(self, lpips: bool = False, lpips_vgg16_weights: str | Path | None = None,
+    def __init__(self, lpips: bool | str = False, lpips_vgg16_weights: str | Path | None = None,
                  allow_random_init: bool = False):
         super().__init__()
+        if lpips not in (True, False, "auto"):
+            raise ValueError(f"lpips must be true, false or auto, got {lpips!r}")
+        if lpips == "auto":
+            lpips = allow_random_init or (lpips_vgg16_weights is not None and Path(lpips_vgg16_weights).is_file())
+            if not lpips:
+                log.warning("LPIPS skipped: no VGG16 weights at %s (download %s there to score LPIPS; "
+                            "lpips=true requires them)", lpips_vgg16_weights, VGG16_URL)
         self.lpips = LPIPSLoss(lpips_vgg16_weights, allow_random_init) if lpips else None
 
     @torch.no_grad()

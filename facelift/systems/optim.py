@@ -13,6 +13,8 @@ from torch import nn
 
 log = logging.getLogger("facelift")
 
+SCHEDULES = ("cosine", "linear", "constant")  # what follows the warmup
+
 
 def _pattern_to_regex(pattern: str) -> re.Pattern:
     """``transformer_layers.0-11`` -> matches parameters of layers 0..11; ``*`` is a wildcard; a prefix matches its subtree."""
@@ -82,7 +84,7 @@ def warmup_then_decay(optimizer: torch.optim.Optimizer, warmup: int, total: int,
                       spike: LRSpike | Mapping | None = None) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warmup over ``warmup`` steps, then ``cosine`` / ``linear`` decay to 0 at ``total``, or ``constant``;
     ``spike`` multiplies that LR inside its window."""
-    if schedule not in ("cosine", "linear", "constant"):
+    if schedule not in SCHEDULES:
         raise ValueError(f"unknown LR schedule {schedule!r} (cosine, linear or constant)")
     if spike is not None and not isinstance(spike, LRSpike):
         try:
