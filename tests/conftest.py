@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 
+import facelift  # noqa: F401  (first, before any test imports torch: it sets torch's thread wait policy)
+
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO.parent / "shared" / "fixtures"
 SAMPLE = FIXTURES / "facelift_sample"
