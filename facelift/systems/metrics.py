@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from facelift.image_io import write_image
-from facelift.losses.lpips_loss import VGG16_URL, LPIPSLoss
+from facelift.losses.lpips_loss import VGG16_HOW, LPIPSLoss
 
 log = logging.getLogger("facelift")
 
@@ -32,8 +32,8 @@ class ImageMetrics(nn.Module):
         if lpips == "auto":
             lpips = allow_random_init or (lpips_vgg16_weights is not None and Path(lpips_vgg16_weights).is_file())
             if not lpips:
-                log.warning("LPIPS skipped: no VGG16 weights at %s (download %s there to score LPIPS; "
-                            "lpips=true requires them)", lpips_vgg16_weights, VGG16_URL)
+                log.warning("LPIPS skipped: no VGG16 weights at %s (to score LPIPS, %s --out that path; "
+                            "lpips=true requires them)", lpips_vgg16_weights, VGG16_HOW)
         self.lpips = LPIPSLoss(lpips_vgg16_weights, allow_random_init) if lpips else None
 
     @torch.no_grad()
