@@ -15,9 +15,11 @@ import lightning as L
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from PIL import Image
 
 from conftest import REFERENCE, REPO
 from facelift.data.datamodule import MultiViewDataModule
+from facelift.curves import read_series
 from facelift.data.synthetic import write_dataset
 from facelift.evaluation import evaluate
 from facelift.gaussians import load_ply
@@ -65,6 +67,8 @@ def test_default_job_makes_its_data_trains_and_says_where_things_are(default_run
     first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
     assert last < 0.6 * first, f"loss did not fall: {first:.4f} -> {last:.4f}"
     assert logged(default_run, "val/psnr") and (default_run / "val_images" / "step_0000040.png").is_file()
+    novel = logged(default_run, "val/psnr_novel")  # the 4 targets that were not inputs, at each validation
+    assert [s for s, _ in novel] == [s for s, _ in logged(default_run, "val/psnr")]
     assert (default_run / "checkpoints" / "last.ckpt").is_file() and (default_run / ".hydra" / "config.yaml").is_file()
     console = (default_run / "console.txt").read_text()
     assert "checkpoints:" in console and "metrics log:" in console and "it/s" in console  # where things are; bar
@@ -336,3 +340,16 @@ def test_freeze_takes_facelifts_parameter_names_and_keeps_them_out_of_the_optimi
     optimizer = system.configure_optimizers()["optimizer"]
     optimized = {id(p) for group in optimizer.param_groups for p in group["params"]}
     assert optimized == {id(p) for p in system.net.parameters() if p.requires_grad}
+
+
+def test_plot_run_draws_the_curves_of_a_run(default_run, tmp_path):
+    done = subprocess.run([sys.executable, "scripts/plot_run.py", str(default_run), str(default_run),
+                           "--out", str(tmp_path / "curves.png")], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    image = Image.open(tmp_path / "curves.png")
+    assert image.size == (1500, 420)
+    series = read_series(default_run / "csv" / "metrics.csv")
+    assert series["train/loss"][0].tolist() == list(range(40)) and "val/psnr_novel" in series
+    missing = subprocess.run([sys.executable, "scripts/plot_run.py", str(tmp_path)], cwd=REPO, capture_output=True,
+                             text=True)
+    assert missing.returncode == 2 and "no metrics.csv here" in missing.stderr

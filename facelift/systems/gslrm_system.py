@@ -146,6 +146,10 @@ class GSLRMSystem(L.LightningModule):
         bs = batch.images.shape[0]
         self.log_dict({f"val/{k}": v.mean() for k, v in scores.items()}, prog_bar=True, batch_size=bs,
                       sync_dist=True)
+        first_novel = self.hparams.num_input_views if self.hparams.target_has_input else 0  # targets after the inputs
+        if 0 < first_novel < rec.targets.num_views:  # all views are scored above; the ones no input showed, here
+            self.log_dict({f"val/{k}_novel": v[:, first_novel:].mean() for k, v in scores.items()}, batch_size=bs,
+                          sync_dist=True)
         if batch_idx == 0 and self.trainer.is_global_zero:
             grid = image_grid(rec.inputs.images[0], rec.targets.images[0], rec.renders.rgb[0])
             path = Path(self.trainer.default_root_dir) / "val_images" / f"step_{self.global_step:07d}.png"

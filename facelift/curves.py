@@ -1,0 +1,79 @@
+"""Training curves of one or more runs from their ``csv/metrics.csv`` (the csv logger): loss, validation PSNR, LR.
+
+One figure, three panels sharing the step axis, one colour per run, so study rows can be compared at a glance:
+``python scripts/plot_run.py outputs/mouse_gslrm_scratch/<run> [more runs] --out curves.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, headless
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from facelift.atomic import atomic_path  # noqa: E402
+from facelift.errors import InputError  # noqa: E402
+
+VAL_KEYS = ("val/psnr", "val/psnr_novel")  # all scored views (inputs included when supervised), novel ones only
+
+
+def read_series(metrics_csv: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Every logged key -> (steps, values), skipping the blank cells of rows that logged other keys."""
+    path = Path(metrics_csv)
+    if not path.is_file():
+        raise InputError(path, "no metrics.csv here (was the run logged with logger=csv, the default?)")
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    series: dict[str, list[tuple[float, float]]] = {}
+    for row in rows:
+        if not row.get("step"):
+            continue
+        for key, value in row.items():
+            if key not in ("step", "epoch") and value not in ("", None):
+                series.setdefault(key, []).append((float(row["step"]), float(value)))
+    return {k: (np.array([s for s, _ in v]), np.array([x for _, x in v])) for k, v in series.items()}
+
+
+def smooth(values: np.ndarray, window: int) -> np.ndarray:
+    """Trailing mean over ``window`` points (the first points average what exists): noisy per-step losses."""
+    if window <= 1 or values.size == 0:
+        return values
+    sums = np.cumsum(np.insert(values, 0, 0.0))
+    idx = np.arange(1, values.size + 1)
+    return (sums[idx] - sums[np.maximum(idx - window, 0)]) / np.minimum(idx, window)
+
+
+def plot_curves(runs: dict[str, str | Path], path: str | Path, title: str = "") -> Path:
+    """``runs``: label -> metrics.csv. Panels: train loss (log scale, smoothed), validation PSNR, learning rate."""
+    fig, (loss_ax, psnr_ax, lr_ax) = plt.subplots(1, 3, figsize=(15, 4.2))
+    for colour, (label, metrics_csv) in zip(plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4, runs.items()):
+        series = read_series(metrics_csv)
+        if "train/loss" in series:
+            steps, loss = series["train/loss"]
+            loss_ax.plot(steps, smooth(loss, max(1, loss.size // 50)), color=colour, label=label)
+        for key, style in zip(VAL_KEYS, ("--", "-")):
+            if key in series:
+                psnr_ax.plot(*series[key], style, marker=".", color=colour,
+                             label=f"{label}: {'novel views' if key.endswith('novel') else 'all views'}")
+        lr_key = next((k for k in series if k.startswith("lr-")), None)
+        if lr_key:
+            lr_ax.plot(*series[lr_key], color=colour, label=label)
+    loss_ax.set_yscale("log")
+    for ax, name in ((loss_ax, "training loss (smoothed)"), (psnr_ax, "validation PSNR (dB)"), (lr_ax, "learning rate")):
+        ax.set_xlabel("step")
+        ax.set_title(name, fontsize=10)
+        ax.grid(alpha=0.3)
+        if ax.has_data():
+            ax.legend(fontsize=7, loc="best")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return Path(path)
+
