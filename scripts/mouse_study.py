@@ -9,10 +9,11 @@ are also written to OUT/commands.sh, so any row can be rerun by hand:
   2. scripts/prepare_mouse_data.py --no-normalize -> OUT/prepared (square views; rigs normalized by each run)
   3. per row: train.py experiment=mouse_gslrm_scratch (or _finetune) + the row's overrides -> OUT/runs/<row>,
      then eval.py split=test (the held-out animals) -> OUT/eval/<row>/metrics.json
-  4. OUT/summary.json and OUT/summary.md: per row its overrides, steps, skipped updates and test PSNR / SSIM / LPIPS.
+  4. OUT/summary.json and OUT/summary.md: per row its overrides, steps, skipped updates and test PSNR / SSIM / LPIPS;
+     OUT/curves.png: every row's training loss, validation PSNR and learning rate.
 --minutes is the training time of all rows together, shared equally (trainer.max_time of each run). A row whose
 eval metrics exist is not run again (delete OUT/eval/<row> to redo it). Rows that need a weight file that is
-absent (VGG19 / LPIPS for the perceptual row) or a human checkpoint (--human-ckpt, the finetune row) are skipped
+absent (LPIPS's VGG16 for the LPIPS row, VGG19 too for the perceptual row) or a human checkpoint (--human-ckpt, the finetune row) are skipped
 and say so; nothing is downloaded. A failed row is recorded and the next one runs; the exit status is then 1.
 """
 
@@ -26,8 +27,10 @@ import shlex
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+
+from facelift.curves import plot_curves
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,7 +41,7 @@ class Row:
     what: str  # one line for the summary
     overrides: tuple[str, ...] = ()
     experiment: str = "mouse_gslrm_scratch"
-    needs_perceptual: bool = False  # VGG19 and LPIPS weight files
+    needs: tuple[str, ...] = ()  # weight files it cannot run without (keys of Study.weights(): vgg19, lpips)
     needs_human: bool = False  # --human-ckpt
 
 
@@ -58,21 +61,24 @@ def study_rows(spike_at: int = 1000, spike_factor: float = 100.0, spike_steps: i
             (f"{norm}up_axis=y", f"{norm}distance_mode=per_camera", f"{norm}rescale_focal=false",
              f"{norm}recentre=false")),
         Row("loss_l2_only", "loss: L2 only", ("loss.ssim_loss_weight=0",)),
+        Row("loss_lpips", "loss: L2 + SSIM + LPIPS at 1.0 (mouse_gslrm_v2's LPIPS weight)",
+            ("loss.lpips_loss_weight=1.0",), needs=("lpips",)),
         Row("loss_perceptual", "loss: L2 + perceptual + LPIPS + SSIM (mouse_gslrm_v2's weights)",
-            ("loss=mouse",), needs_perceptual=True),
+            ("loss=mouse",), needs=("vgg19", "lpips")),
         Row("spike_rule_on", f"LR x{spike_factor:g} for {spike_steps} steps at {spike_at}, grad-norm skip on",
             (planted,)),
         Row("spike_rule_off", "the same spike, grad-norm skip off (clipping only)",
             (planted, "model.step_rule.allowed_gradnorm_factor=inf")),
         Row("finetune", "mouse_gslrm_v2's recipe from a human checkpoint at the reduced size, 3 inputs",
             ("data.num_input_views=3",), "mouse_gslrm_finetune", needs_human=True),
+        Row("finetune_scratch_recipe", "the baseline's recipe (LR 4e-4, batch 8, L2 + SSIM) from the human checkpoint",
+            needs_human=True),
     ]
 
 
 @dataclass
 class Study:
     args: argparse.Namespace
-    commands: list[str] = field(default_factory=list)
 
     @property
     def out(self) -> Path:
@@ -81,9 +87,10 @@ class Study:
     def run(self, name: str, argv: list[str]) -> int:
         """Run one project command from the repository root, logged; returns its exit status."""
         line = shlex.join(argv)
-        self.commands.append(line)
-        (self.out / "commands.sh").write_text("#!/bin/sh\n# every command of the study, in order\n"
-                                              + "\n".join(self.commands) + "\n")
+        record = self.out / "commands.sh"  # appended line by line: rows run as parallel studies share it
+        with open(record, "a") as fh:
+            fh.write(("" if record.is_file() and record.stat().st_size else "#!/bin/sh\n# every command of the study, in order\n")
+                     + line + "\n")
         print(f"[{name}] {line}", flush=True)
         if self.args.dry_run:
             return 0
@@ -103,8 +110,8 @@ class Study:
         """Why ``row`` cannot run here, or None."""
         if row.needs_human and not self.args.human_ckpt:
             return "no --human-ckpt (a human GS-LRM checkpoint at the reduced size, e.g. experiment=human_gslrm_sample)"
-        absent = [str(p) for p in self.weights().values() if not p.is_file()]
-        if row.needs_perceptual and absent:
+        absent = [str(p) for name, p in self.weights().items() if name in row.needs and not p.is_file()]
+        if absent:
             return "missing weight file(s): " + ", ".join(absent)
         return None
 
@@ -114,8 +121,9 @@ class Study:
         overrides = list(row.overrides)
         if row.needs_human:
             overrides.append(f"model.init_ckpt={Path(a.human_ckpt).resolve()}")
-            if any(not p.is_file() for p in self.weights().values()):  # v2's feature losses, when there are no weights
-                overrides += ["loss.perceptual_loss_weight=0", "loss.lpips_loss_weight=0"]
+            terms = {"vgg19": "loss.perceptual_loss_weight=0", "lpips": "loss.lpips_loss_weight=0"}
+            overrides += [terms[name] for name, p in self.weights().items() if not p.is_file()]  # v2's feature
+            # losses whose weight file is absent are dropped (and listed in the row's overrides), the rest kept
         days, rest = divmod(max(1, seconds), 86400)
         train = [sys.executable, "train.py", f"experiment={row.experiment}", *overrides,
                  f"data.data_dir={self.out / 'prepared'}", f"paths.weights_dir={a.weights_dir}",
@@ -193,6 +201,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--train-override", action="append", default=[], help="extra train.py override (repeatable)")
     p.add_argument("--eval-override", action="append", default=[], help="extra eval.py override (repeatable)")
     p.add_argument("--dry-run", action="store_true", help="write and print the commands, run nothing")
+    p.add_argument("--summary-only", action="store_true",
+                   help="run nothing: summary and curves of the rows already there (rows run as parallel studies)")
     args = p.parse_args(argv)
     args.out, args.weights_dir = args.out.resolve(), args.weights_dir.resolve()  # the steps run from the repository
     return args
@@ -213,13 +223,13 @@ def main(argv: list[str] | None = None) -> int:
         made = json.loads((raw / "generation.json").read_text())["num_animals"]
         if made != args.num_animals:
             sys.exit(f"error: {raw} holds {made} animals, not --num-animals {args.num_animals}; use another --out")
-    else:
+    elif not args.summary_only:
         if study.run("generate", [sys.executable, "scripts/make_mouse_set.py", "--out", str(raw), "--num-animals",
                                   str(args.num_animals), "--device", args.device, "--workers", str(args.workers),
                                   "--width", str(args.gen_width), "--gaussians", str(args.gaussians),
                                   "--calib-noise-px", str(args.calib_noise_px)]):
             return 1
-    if not (prepared / "data_train.txt").is_file():
+    if not (prepared / "data_train.txt").is_file() and not args.summary_only:
         if study.run("prepare", [sys.executable, "scripts/prepare_mouse_data.py", "--src", str(raw), "--dst",
                                  str(prepared), "--size", str(args.image_size), "--no-normalize", "--workers",
                                  str(args.workers)]):
@@ -237,10 +247,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{row.name}] skipped: {why}", flush=True)
         elif (args.out / "eval" / row.name / "metrics.json").is_file():
             result = {"row": row.name, "what": row.what, "status": "ok (earlier run)", "overrides": list(row.overrides)}
+        elif args.summary_only:
+            result = {"row": row.name, "what": row.what, "status": "not run (no evaluation there)"}
         else:
             result = study.train_and_eval(row, seconds)
         results.append(read_results(study, row, result))
         write_summary(args.out, results, {"num_animals": args.num_animals, "minutes": args.minutes})
+    logs = {r.name: args.out / "runs" / r.name / "csv" / "metrics.csv" for r in selected}
+    logs = {name: path for name, path in logs.items() if path.is_file()}
+    if logs:  # every row's loss, validation PSNR and LR in one picture
+        plot_curves(logs, args.out / "curves.png", f"mouse study: {', '.join(logs)}")
     print(f"study done in {time.perf_counter() - started:.0f} s: {args.out / 'summary.md'}", flush=True)
     return 1 if any(r["status"].startswith("failed") for r in results) else 0
 

@@ -6,6 +6,7 @@ import math
 import sys
 
 import pytest
+from PIL import Image
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
@@ -76,6 +77,10 @@ def test_seed_recipe_row_and_every_rows_data_instantiates():
 
 def test_loss_and_spike_rows():
     assert compose_row("loss_l2_only").loss.ssim_loss_weight == 0.0
+    lpips, base = compose_row("loss_lpips").loss, compose_row("scratch").loss
+    assert lpips.lpips_loss_weight == 1.0 and base.lpips_loss_weight == 0.0
+    assert {k: v for k, v in lpips.items() if k != "lpips_loss_weight"} == \
+        {k: v for k, v in base.items() if k != "lpips_loss_weight"}
     perceptual = compose_row("loss_perceptual").loss
     assert (perceptual.l2_loss_weight, perceptual.perceptual_loss_weight, perceptual.lpips_loss_weight) == (1, 1, 1)
     on, off = compose_row("spike_rule_on"), compose_row("spike_rule_off")
@@ -90,7 +95,8 @@ def test_study_runs_end_to_end_on_cpu(tmp_path):
     out = tmp_path / "study"
     args = ["--out", out, "--num-animals", 4, "--minutes", 5, "--device", "cpu", "--workers", 0, "--gen-width", 48,
             "--gaussians", 600, "--image-size", 16, "--max-steps", 2, "--eval-samples", 1, "--spike", 1, 50, 1,
-            "--rows", "scratch,spike_rule_off,loss_perceptual,finetune", "--weights-dir", tmp_path / "no_weights"]
+            "--rows", "scratch,spike_rule_off,loss_lpips,loss_perceptual,finetune", "--weights-dir",
+            tmp_path / "no_weights"]
     for o in ("model.net.d=64", "model.net.d_head=16", "model.net.n_layer=2", "data.batch_size_per_gpu=2",
               "trainer.log_every_n_steps=1", "data.num_views=4", "data.num_input_views=2"):
         args += ["--train-override", o]
@@ -98,6 +104,9 @@ def test_study_runs_end_to_end_on_cpu(tmp_path):
     summary = {r["row"]: r for r in json.loads((out / "summary.json").read_text())["rows"]}
     assert summary["scratch"]["status"] == summary["spike_rule_off"]["status"] == "ok"
     assert summary["loss_perceptual"]["status"].startswith("skipped: missing weight file")
+    assert summary["loss_lpips"]["status"] == f"skipped: missing weight file(s): {tmp_path}/no_weights/lpips/" \
+                                             "vgg16-397923af.pth"
+    assert Image.open(out / "curves.png").size == (1500, 420)  # the two rows that ran, drawn together
     assert summary["finetune"]["status"].startswith("skipped: no --human-ckpt")
     test_animals = (out / "prepared" / "data_test.txt").read_text().split()
     assert (out / "raw" / "data_test.txt").read_text().split() == test_animals  # the split survived preparation
@@ -116,3 +125,22 @@ def test_study_runs_end_to_end_on_cpu(tmp_path):
     assert mouse_study.main([str(a) for a in args]) == 0
     again = {r["row"]: r["status"] for r in json.loads((out / "summary.json").read_text())["rows"]}
     assert again["scratch"] == "ok (earlier run)" and (out / "commands.sh").read_text() == commands
+    # rows run as parallel studies are summarised together afterwards, without running the missing ones
+    assert mouse_study.main([str(a) for a in args] + ["--rows", "scratch,norm_off", "--summary-only"]) == 0
+    summary = {r["row"]: r for r in json.loads((out / "summary.json").read_text())["rows"]}
+    assert summary["norm_off"]["status"] == "not run (no evaluation there)" and summary["scratch"]["steps"] == 2
+    assert (out / "commands.sh").read_text() == commands and not (out / "runs" / "norm_off").exists()
+
+
+def test_finetune_drops_only_the_feature_losses_whose_weights_are_missing(tmp_path):
+    weights = tmp_path / "weights"
+    (weights / "lpips").mkdir(parents=True)
+    (weights / "lpips" / "vgg16-397923af.pth").write_bytes(b"present")  # never read: a dry run
+    args = ["--out", tmp_path / "study", "--rows", "finetune,loss_lpips", "--weights-dir", weights, "--human-ckpt",
+            tmp_path / "human.ckpt", "--dry-run"]
+    assert mouse_study.main([str(a) for a in args]) == 0
+    commands = (tmp_path / "study" / "commands.sh").read_text().splitlines()
+    finetune = next(c for c in commands if "experiment=mouse_gslrm_finetune" in c)
+    assert "loss.perceptual_loss_weight=0" in finetune and "loss.lpips_loss_weight=0" not in finetune
+    assert f"model.init_ckpt={tmp_path / 'human.ckpt'}" in finetune
+    assert any("loss.lpips_loss_weight=1.0" in c for c in commands)  # the LPIPS row runs: its file is there
