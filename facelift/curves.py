@@ -48,32 +48,36 @@ def smooth(values: np.ndarray, window: int) -> np.ndarray:
 
 
 def plot_curves(runs: dict[str, str | Path], path: str | Path, title: str = "") -> Path:
-    """``runs``: label -> metrics.csv. Panels: train loss (log scale, smoothed), validation PSNR, learning rate."""
+    """``runs``: label -> metrics.csv. Panels: train loss (log scale, smoothed), validation PSNR (solid: novel views,
+    dashed: all views), learning rate (log scale: a planted spike stays readable). One legend of runs, outside."""
     fig, (loss_ax, psnr_ax, lr_ax) = plt.subplots(1, 3, figsize=(15, 4.2))
-    for colour, (label, metrics_csv) in zip(plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4, runs.items()):
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4
+    for colour, (label, metrics_csv) in zip(colours, runs.items()):
         series = read_series(metrics_csv)
         if "train/loss" in series:
             steps, loss = series["train/loss"]
-            loss_ax.plot(steps, smooth(loss, max(1, loss.size // 50)), color=colour, label=label)
+            loss_ax.plot(steps, smooth(loss, max(1, loss.size // 50)), color=colour)
         for key, style in zip(VAL_KEYS, ("--", "-")):
             if key in series:
-                psnr_ax.plot(*series[key], style, marker=".", color=colour,
-                             label=f"{label}: {'novel views' if key.endswith('novel') else 'all views'}")
+                psnr_ax.plot(*series[key], style, marker=".", color=colour)
         lr_key = next((k for k in series if k.startswith("lr-")), None)
         if lr_key:
-            lr_ax.plot(*series[lr_key], color=colour, label=label)
-    loss_ax.set_yscale("log")
-    for ax, name in ((loss_ax, "training loss (smoothed)"), (psnr_ax, "validation PSNR (dB)"), (lr_ax, "learning rate")):
+            lr_ax.plot(*series[lr_key], color=colour)
+        fig.legend(handles=[plt.Line2D([], [], color=colour, label=label)], loc="upper left", fontsize=8,
+                   bbox_to_anchor=(0.86, 0.9 - 0.055 * list(runs).index(label)), frameon=False)
+    psnr_ax.legend(handles=[plt.Line2D([], [], ls="-", color="k", label="novel views"),
+                            plt.Line2D([], [], ls="--", color="k", label="all views")], fontsize=8, loc="lower right")
+    for ax, name, log in ((loss_ax, "training loss (smoothed)", True), (psnr_ax, "validation PSNR (dB)", False),
+                          (lr_ax, "learning rate", True)):
         ax.set_xlabel("step")
         ax.set_title(name, fontsize=10)
         ax.grid(alpha=0.3)
-        if ax.has_data():
-            ax.legend(fontsize=7, loc="best")
+        if log and ax.has_data():
+            ax.set_yscale("log")
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.86, 1))
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
     return Path(path)
-
