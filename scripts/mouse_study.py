@@ -63,6 +63,8 @@ def study_rows(spike_at: int = 1000, spike_factor: float = 100.0, spike_steps: i
         Row("loss_l2_only", "loss: L2 only", ("loss.ssim_loss_weight=0",)),
         Row("loss_lpips", "loss: L2 + SSIM + LPIPS at 1.0 (mouse_gslrm_v2's LPIPS weight)",
             ("loss.lpips_loss_weight=1.0",), needs=("lpips",)),
+        Row("loss_lpips_warmup", "the LPIPS row after FaceLift's 500 L2-only steps (LPIPS from the start stalls)",
+            ("loss.lpips_loss_weight=1.0", "loss.l2_warmup_steps=500"), needs=("lpips",)),
         Row("loss_perceptual", "loss: L2 + perceptual + LPIPS + SSIM (mouse_gslrm_v2's weights)",
             ("loss=mouse",), needs=("vgg19", "lpips")),
         Row("spike_rule_on", f"LR x{spike_factor:g} for {spike_steps} steps at {spike_at}, grad-norm skip on",

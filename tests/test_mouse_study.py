@@ -78,6 +78,8 @@ def test_seed_recipe_row_and_every_rows_data_instantiates():
 def test_loss_and_spike_rows():
     assert compose_row("loss_l2_only").loss.ssim_loss_weight == 0.0
     lpips, base = compose_row("loss_lpips").loss, compose_row("scratch").loss
+    warm = compose_row("loss_lpips_warmup").loss
+    assert (warm.lpips_loss_weight, warm.l2_warmup_steps, base.l2_warmup_steps) == (1.0, 500, 0)
     assert lpips.lpips_loss_weight == 1.0 and base.lpips_loss_weight == 0.0
     assert {k: v for k, v in lpips.items() if k != "lpips_loss_weight"} == \
         {k: v for k, v in base.items() if k != "lpips_loss_weight"}
