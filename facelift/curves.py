@@ -52,7 +52,7 @@ def plot_curves(runs: dict[str, str | Path], path: str | Path, title: str = "") 
     dashed: all views), learning rate (log scale: a planted spike stays readable). One legend of runs, outside."""
     fig, (loss_ax, psnr_ax, lr_ax) = plt.subplots(1, 3, figsize=(15, 4.2))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4
-    for colour, (label, metrics_csv) in zip(colours, runs.items()):
+    for k, (colour, (label, metrics_csv)) in enumerate(zip(colours, runs.items())):
         series = read_series(metrics_csv)
         if "train/loss" in series:
             steps, loss = series["train/loss"]
@@ -64,7 +64,7 @@ def plot_curves(runs: dict[str, str | Path], path: str | Path, title: str = "") 
         if lr_key:
             lr_ax.plot(*series[lr_key], color=colour)
         fig.legend(handles=[plt.Line2D([], [], color=colour, label=label)], loc="upper left", fontsize=8,
-                   bbox_to_anchor=(0.86, 0.9 - 0.055 * list(runs).index(label)), frameon=False)
+                   bbox_to_anchor=(0.86, 0.9 - 0.055 * k), frameon=False)
     psnr_ax.legend(handles=[plt.Line2D([], [], ls="-", color="k", label="novel views"),
                             plt.Line2D([], [], ls="--", color="k", label="all views")], fontsize=8, loc="lower right")
     for ax, name, log in ((loss_ax, "training loss (smoothed)", True), (psnr_ax, "validation PSNR (dB)", False),

