@@ -1,0 +1,1 @@
+"""Real rigs and recordings: calibration formats, the lens model, and animal-centred crops."""
