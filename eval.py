@@ -13,7 +13,7 @@ register_resolvers()
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
     from facelift.config_check import check_eval_config  # after Hydra parsed the command line: `--help` stays fast
-    from facelift.evaluation import evaluate
+    from facelift.evaluation.evaluator import evaluate
 
     check_eval_config(cfg)
     evaluate(cfg)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from facelift.data.synthetic import random_cloud
+from facelift.data.synthetic.blob_scenes import random_cloud
 from facelift.render.gsplat_backend import gsplat_extension, render_gsplat
 from facelift.render.torch_rasterizer import render_torch
 from facelift.render.turntable import orbit_cameras

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from facelift.cameras import Cameras, look_at
-from facelift.data.synthetic import random_cloud
+from facelift.data.synthetic.blob_scenes import random_cloud
 from facelift.gaussians import Gaussians
 from facelift.render import render
 from facelift.render.chunking import plan_chunks

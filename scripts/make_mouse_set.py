@@ -22,7 +22,7 @@ import logging
 import sys
 from pathlib import Path
 
-from facelift.data.mouse_set import BACKGROUNDS, MouseSetConfig, generate_mouse_set
+from facelift.data.synthetic.mouse_set import BACKGROUNDS, MouseSetConfig, generate_mouse_set
 from facelift.errors import exit_on_user_error
 
 

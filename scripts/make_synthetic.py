@@ -21,7 +21,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from facelift.data.synthetic import write_dataset
+from facelift.data.synthetic.blob_scenes import write_dataset
 from facelift.errors import exit_on_user_error
 
 

@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from facelift.curves import plot_curves, read_series
+from facelift.evaluation.curves import plot_curves, read_series
 
 REPO = Path(__file__).resolve().parents[1]
 

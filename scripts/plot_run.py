@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from facelift.curves import plot_curves
+from facelift.evaluation.curves import plot_curves
 from facelift.errors import exit_on_user_error
 
 

@@ -23,8 +23,8 @@ from test_gslrm_training import compose_config
 from facelift.data.camera_json import read_camera_file
 from facelift.data.image_ops import resize
 from facelift.data.sample_folder import write_file_list, write_sample
-from facelift.eval_report import ViewRecord, aggregate, angles_to_nearest_input
-from facelift.evaluation import evaluate
+from facelift.evaluation.report import ViewRecord, aggregate, angles_to_nearest_input
+from facelift.evaluation.evaluator import evaluate
 from facelift.render.turntable import ring_cameras
 from facelift.systems.gslrm_system import GSLRMSystem
 
@@ -108,7 +108,7 @@ def test_the_csv_has_one_row_per_sample_and_view_with_the_inputs_flagged(runs, t
         flagged = {int(r["view"]) for r in rows if r["sample"] == sample["sample"] and r["input"] == "1"}
         assert len(flagged) == INPUTS and flagged == {v["view"] for v in sample["views"] if v["input"]}
     # the inputs are those the dataset gives the model: its first num_input_views views of each item
-    from facelift.evaluation import build_datamodule, load_system
+    from facelift.evaluation.evaluator import build_datamodule, load_system
     cfg = compose_config("eval", tiny_setup, f"ckpt={tiny_setup / 'tiny.ckpt'}")
     dataset = build_datamodule(load_system(cfg.ckpt, torch.device("cpu"))[1], cfg).dataset("test")
     for k in range(ANIMALS):

@@ -19,9 +19,9 @@ from PIL import Image
 
 from conftest import REFERENCE, REPO
 from facelift.data.datamodule import MultiViewDataModule
-from facelift.curves import read_series
-from facelift.data.synthetic import write_dataset
-from facelift.evaluation import evaluate
+from facelift.evaluation.curves import read_series
+from facelift.data.synthetic.blob_scenes import write_dataset
+from facelift.evaluation.evaluator import evaluate
 from facelift.gaussians import load_ply
 from facelift.models.gslrm.checkpoint import load_gslrm
 from facelift.run import register_resolvers, train

@@ -22,7 +22,7 @@ from PIL import Image
 
 from facelift.data.camera_json import read_camera_file
 from facelift.data.sample_folder import write_sample
-from facelift.data.synthetic import make_sample
+from facelift.data.synthetic.blob_scenes import make_sample
 from facelift.errors import InputError, MissingWeightsError
 from facelift.gaussians import load_ply
 from facelift.image_io import read_image, write_image

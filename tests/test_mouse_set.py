@@ -11,12 +11,12 @@ import torch
 from conftest import REPO
 from facelift.cameras import Cameras
 from facelift.data.camera_json import read_camera_file
-from facelift.data.mouse_set import MouseSetConfig, build_scene, make_rigs, plan_samples
+from facelift.data.synthetic.mouse_set import MouseSetConfig, build_scene, make_rigs, plan_samples
 from facelift.data.prepare import PrepareConfig, prepare_dataset
 from facelift.data.rig import RigNormalization
 from facelift.data.sample_folder import read_file_list, read_sample
-from facelift.data.synthetic import sample_seed
-from facelift.data.synthetic_mouse import COATS, sample_shape
+from facelift.data.synthetic.blob_scenes import sample_seed
+from facelift.data.synthetic.mouse import COATS, sample_shape
 from facelift.gaussians import Gaussians
 from facelift.render import render
 

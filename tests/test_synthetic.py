@@ -9,7 +9,7 @@ import torch
 from conftest import REPO, SAMPLE
 from facelift.cameras import Cameras
 from facelift.data.sample_folder import read_file_list, read_sample
-from facelift.data.synthetic import human_rig, make_sample, mouse_rig
+from facelift.data.synthetic.blob_scenes import human_rig, make_sample, mouse_rig
 from facelift.render import render
 
 

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from facelift.data.multiview import MultiViewDataset, PhotometricAugmentation
 from facelift.data.rig import RigNormalization
 from facelift.data.sample_folder import read_file_list
-from facelift.data.synthetic import write_dataset
+from facelift.data.synthetic.blob_scenes import write_dataset
 from facelift.views import Views
 
 log = logging.getLogger("facelift")

@@ -2,7 +2,7 @@
 
 Every scored view becomes a `ViewRecord` (sample, view id, input or not, angle to the nearest input, metrics).
 From the records: ``per_view.csv`` (one row each), the aggregates (means over novel, input and all views, per
-camera, per angle bin) as ``aggregate.json`` and ``aggregate.md``; the plot lives in `facelift.eval_plot`.
+camera, per angle bin) as ``aggregate.json`` and ``aggregate.md``; the plot lives in `facelift.evaluation.plot`.
 
 The angle of a view to the nearest input is the angle between the two camera centres as seen from the world
 origin, the subject's centre once a rig is normalized (FaceLift's ring is centred there already). It is the

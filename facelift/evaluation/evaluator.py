@@ -24,8 +24,8 @@ from facelift.atomic import write_json
 from facelift.config_check import check_views
 from facelift.data.datamodule import MultiViewDataModule
 from facelift.errors import InputError
-from facelift.eval_plot import plot_psnr
-from facelift.eval_report import ViewRecord, aggregate, batch_records, record_json, write_aggregates, write_records_csv
+from facelift.evaluation.plot import plot_psnr
+from facelift.evaluation.report import ViewRecord, aggregate, batch_records, record_json, write_aggregates, write_records_csv
 from facelift.gaussians import GaussianFilter, save_ply
 from facelift.image_io import image_grid, write_image
 from facelift.render.video import save_turntable

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from facelift.atomic import atomic_path  # noqa: E402
-from facelift.eval_report import ANGLE_DEFINITION, ROLES, Aggregates, ViewRecord  # noqa: E402
+from facelift.evaluation.report import ANGLE_DEFINITION, ROLES, Aggregates, ViewRecord  # noqa: E402
 
 COLOURS = {"novel": "tab:blue", "input": "tab:orange"}
 

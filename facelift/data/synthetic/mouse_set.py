@@ -1,7 +1,7 @@
 """A synthetic mouse study set: thousands of distinct animals on a few six-camera lab rigs, split by animal.
 
-Each sample folder is one recording: one animal (`facelift.data.synthetic_mouse`) in one posture, seen by the six
-cameras of its rig (`facelift.data.mouse_lab`), in the raw layout ``scripts/prepare_mouse_data.py`` reads:
+Each sample folder is one recording: one animal (`facelift.data.synthetic.mouse`) in one posture, seen by the six
+cameras of its rig (`facelift.data.synthetic.mouse_lab`), in the raw layout ``scripts/prepare_mouse_data.py`` reads:
 ``images/cam_00v.png`` RGBA (colour = the camera frame, arena included; alpha = the animal's mask) and
 ``opencv_cameras.json`` in the rig's calibration frame, with ``view_id`` per frame, optionally off by
 ``calib_noise_px``. Animal i's looks depend on (seed, i) only, so every animal is distinct and a larger set extends a
@@ -32,10 +32,10 @@ from tqdm import tqdm
 
 from facelift.atomic import write_json
 from facelift.cameras import Cameras
-from facelift.data.mouse_lab import LabRig, arena_background, calibration_noise, sample_lab_rig, to_raw_frame
+from facelift.data.synthetic.mouse_lab import LabRig, arena_background, calibration_noise, sample_lab_rig, to_raw_frame
 from facelift.data.sample_folder import TEST_LIST, TRAIN_LIST, VAL_LIST, write_file_list, write_sample
-from facelift.data.synthetic import sample_seed
-from facelift.data.synthetic_mouse import mouse_gaussians, sample_pose, sample_shape
+from facelift.data.synthetic.blob_scenes import sample_seed
+from facelift.data.synthetic.mouse import mouse_gaussians, sample_pose, sample_shape
 from facelift.gaussians import Gaussians
 from facelift.image_io import image_grid, to_uint8, write_image
 from facelift.render import render

@@ -1,0 +1,1 @@
+"""How a reconstruction is scored: metrics per view, aggregates, plots and training curves."""
