@@ -16,7 +16,9 @@ def l2_loss(pred: Tensor, target: Tensor) -> Tensor:
 
 
 def ssim_loss(pred: Tensor, target: Tensor) -> Tensor:
-    """1 - SSIM (Gaussian window 11, sigma 1.5, data range 1), averaged over the windows inside the images."""
+    """1 - SSIM (Gaussian window 11, sigma 1.5, data range 1), averaged over every pixel: torchmetrics reflect-pads
+    the images by the window radius, so border pixels count too (FaceLift's pytorch_msssim averages only the
+    windows inside the image; the two differ near the border, most on small images)."""
     ssim = structural_similarity_index_measure(pred, target, gaussian_kernel=True, sigma=SSIM_SIGMA,
                                                kernel_size=SSIM_KERNEL, data_range=1.0)
     return 1.0 - ssim

@@ -1,0 +1,167 @@
+"""The reported numbers against independent references: PSNR by hand, SSIM against scikit-image, LPIPS against the
+``lpips`` package's own module reading the same VGG16 file.
+
+Images: crops of the public FaceLift sample (``../shared/fixtures``) and tiny hand-made ones. Every expected value
+is computed here, outside `facelift`, from the definition or by a maintained library.
+"""
+
+import math
+import socket
+
+import lpips
+import numpy as np
+import pytest
+import torch
+import torchvision
+from skimage.metrics import structural_similarity
+from torchvision.models.vgg import cfgs, make_layers
+
+from conftest import SAMPLE
+from facelift.image_io import composite, read_image
+from facelift.systems.metrics import ImageMetrics
+
+VIEWS = SAMPLE / "gslrm" / "sample_000" / "images"
+RADIUS = 5  # of the 11-pixel SSIM window
+
+
+def fixture_crop(cam: int, top: int = 200, left: int = 224, size: int = 48) -> torch.Tensor:
+    """A ``[3, size, size]`` crop of the sample head (on white), where the face has texture."""
+    rgb = composite(read_image(VIEWS / f"cam_{cam:03d}.png"), 1.0)
+    return rgb[:, top:top + size, left:left + size].contiguous()
+
+
+def hand_made(size: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """A horizontal ramp with a bright square, and the same picture shifted one pixel and dimmed: ``[3, s, s]``."""
+    x = torch.linspace(0.1, 0.9, size)
+    ramp = x.expand(3, size, size).clone()
+    ramp[:, 4:9, 5:11] = torch.tensor([0.95, 0.2, 0.6])[:, None, None]
+    return ramp, 0.8 * ramp.roll(1, dims=2) + 0.05
+
+
+def pairs() -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+    """(name, render, target) in [0, 1], each ``[3, H, W]``."""
+    a, b = hand_made()
+    noise = torch.randn(3, 48, 48, generator=torch.Generator().manual_seed(0))
+    face = fixture_crop(0)
+    return [("hand_made", b, a), ("face_noisy", (face + 0.1 * noise).clamp(0, 1), face),
+            ("face_other_view", fixture_crop(1), face), ("face_shifted", fixture_crop(0, top=203, left=222), face)]
+
+
+# ----------------------------------------------------------------- PSNR
+def test_psnr_of_hand_computed_errors():
+    target = torch.full((1, 3, 3, 8, 8), 0.5)  # [B, V, 3, H, W]
+    pred = target.clone()
+    pred[0, 0] += 0.1  # every value off by 0.1: MSE 0.01 -> 20 dB
+    pred[0, 1, 2, 5, 6] = 1.0  # one value of 192 off by 0.5: MSE 0.25 / 192
+    pred[0, 2] = 1.3  # clamped to 1 before scoring (renders may overshoot): MSE 0.25 -> 10log10(4)
+    psnr = ImageMetrics()(pred, target)["psnr"]
+    assert psnr.shape == (1, 3)
+    expected = [20.0, 10 * math.log10(192 / 0.25), 10 * math.log10(4.0)]
+    assert psnr[0].tolist() == pytest.approx(expected, abs=1e-4)
+
+
+def test_psnr_of_fixture_crops_equals_its_definition():
+    for name, pred, target in pairs():
+        p, t = pred.double().numpy(), target.double().numpy()
+        expected = 10 * np.log10(1.0 / np.mean((p - t) ** 2))  # data range 1: images in [0, 1]
+        got = ImageMetrics()(pred[None, None], target[None, None])["psnr"].item()
+        assert got == pytest.approx(expected, abs=1e-4), name
+
+
+# ----------------------------------------------------------------- SSIM
+def skimage_ssim(pred: torch.Tensor, target: torch.Tensor) -> float:
+    """Wang et al.'s SSIM as the spec defines it (Gaussian window 11, sigma 1.5, data range 1, K1 0.01, K2 0.03),
+    by scikit-image, with the project's border rule.
+
+    ``gaussian_weights`` with sigma 1.5 truncates at 3.5 sigma: an 11-pixel window; ``use_sample_covariance=False``
+    takes the paper's plain weighted moments. The project (torchmetrics) scores every pixel: the images are
+    reflect-padded by the window radius (5) and the SSIM map is averaged over all H x W pixels. scikit-image
+    averages only over pixels whose window lies inside what it is given, so it is given the same reflect-padded
+    images (numpy's ``reflect`` is torch's) and its full map is averaged over the original pixels. (FaceLift's
+    loss, pytorch_msssim, and its metric, scikit-image on the unpadded image, average the interior only: see
+    `test_the_border_rule_is_the_projects_not_facelifts`.)"""
+    pad = ((0, 0), (RADIUS, RADIUS), (RADIUS, RADIUS))
+    p, t = (np.pad(x.double().numpy(), pad, mode="reflect") for x in (pred, target))
+    _, full = structural_similarity(t, p, data_range=1.0, channel_axis=0, gaussian_weights=True, sigma=1.5,
+                                    use_sample_covariance=False, K1=0.01, K2=0.03, full=True)
+    return float(full[:, RADIUS:-RADIUS, RADIUS:-RADIUS].mean())  # colour channels averaged, as the project
+
+
+def test_ssim_equals_scikit_image_on_fixture_crops_and_hand_made_images():
+    scored = []
+    for name, pred, target in pairs():
+        got = ImageMetrics()(pred[None, None], target[None, None])["ssim"].item()
+        expected = skimage_ssim(pred, target)
+        assert got == pytest.approx(expected, abs=1e-4), name
+        scored.append(expected)
+    assert max(scored) < 0.99 and min(scored) > 0.05  # the pairs span real differences, not near-identity
+
+
+def test_ssim_is_scored_per_view():
+    (_, pa, ta), (_, pb, tb) = pairs()[1:3]
+    got = ImageMetrics()(torch.stack([pa, pb])[None], torch.stack([ta, tb])[None])["ssim"]
+    assert got.shape == (1, 2)
+    assert got[0].tolist() == pytest.approx([skimage_ssim(pa, ta), skimage_ssim(pb, tb)], abs=1e-4)
+
+
+def test_the_border_rule_is_the_projects_not_facelifts():
+    """On a 16-px image the border decides much of the mean: the project's value is not the interior-only one
+    (FaceLift's), so a change of border rule (e.g. a torchmetrics upgrade) would show up here and above."""
+    _, pred, target = pairs()[0]
+    interior = structural_similarity(target.double().numpy(), pred.double().numpy(), data_range=1.0, channel_axis=0,
+                                     gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+    got = ImageMetrics()(pred[None, None], target[None, None])["ssim"].item()
+    assert abs(got - interior) > 0.05 and got == pytest.approx(skimage_ssim(pred, target), abs=1e-4)
+
+
+# ----------------------------------------------------------------- LPIPS
+@pytest.fixture(scope="module")
+def vgg16_file(tmp_path_factory):
+    """A VGG16 features file in torchvision's layout (``features.{i}.*``), random but seeded weights: LPIPS's value
+    depends on them, and both sides read this one file."""
+    path = tmp_path_factory.mktemp("lpips") / "vgg16-397923af.pth"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(3)
+        features = make_layers(cfgs["D"])
+    torch.save({f"features.{k}": v for k, v in features.state_dict().items()}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference_lpips(vgg16_file):
+    """``lpips.LPIPS(net="vgg")`` as its authors build it, its ImageNet trunk taken from our file.
+
+    ``pnet_rand=False`` makes lpips call ``torchvision.models.vgg16(pretrained=True)``; here that call gets a
+    torchvision VGG16 whose ``features`` load the file (strictly), in place of the model-zoo download. The heads
+    are the wheel's own ``weights/v0.1/vgg.pth``, as lpips loads them."""
+    real_vgg16 = torchvision.models.vgg16
+
+    def vgg16_from_file(pretrained=False, **_):
+        assert pretrained, "lpips asked for a random trunk"
+        model = real_vgg16(weights=None)
+        state = torch.load(vgg16_file, weights_only=True)
+        model.features.load_state_dict({k.removeprefix("features."): v for k, v in state.items()}, strict=True)
+        return model
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(lpips.pretrained_networks.tv, "vgg16", vgg16_from_file)
+    mp.setattr(socket.socket, "connect", lambda *a, **k: pytest.fail("the reference tried to download"))
+    try:
+        return lpips.LPIPS(net="vgg", version="0.1", pretrained=True, pnet_rand=False, verbose=False).eval()
+    finally:
+        mp.undo()
+
+
+def test_lpips_equals_the_lpips_package_on_the_same_weights(vgg16_file, reference_lpips):
+    ours = ImageMetrics(lpips=True, lpips_vgg16_weights=vgg16_file)
+    for name, pred, target in pairs():
+        if pred.shape[-1] < 32:  # VGG16 pools 4 times; LPIPS needs a few pixels at its last level
+            continue
+        got = ours(pred[None, None], target[None, None])["lpips"].item()
+        with torch.no_grad():  # lpips takes images in [-1, 1]
+            expected = reference_lpips(pred[None] * 2 - 1, target[None] * 2 - 1).item()
+        assert got == pytest.approx(expected, abs=1e-5), name
+        assert expected > 1e-3, name  # a real distance, not two zeros
+    with torch.no_grad():
+        same = ours(pairs()[1][2][None, None], pairs()[1][2][None, None])["lpips"].item()
+    assert same == pytest.approx(0.0, abs=1e-6)
