@@ -1,4 +1,4 @@
-"""Shared test fixtures: paths to the read-only reference data beside the checkout."""
+"""Shared test fixtures: paths to the read-only reference data beside the checkout, and references built once."""
 
 from pathlib import Path
 
@@ -17,3 +17,19 @@ def fixtures_dir() -> Path:
     if not FIXTURES.is_dir():
         pytest.fail(f"reference fixtures not found at {FIXTURES} (CI keeps ../shared beside the checkout)")
     return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def vgg16_file(tmp_path_factory) -> Path:
+    """A seeded random VGG16 in torchvision's file layout: what LPIPS reads, here and in the reference."""
+    from references import write_random_vgg16
+
+    return write_random_vgg16(tmp_path_factory.mktemp("lpips") / "vgg16-397923af.pth")
+
+
+@pytest.fixture(scope="session")
+def reference_lpips(vgg16_file):
+    """The ``lpips`` package's own LPIPS (VGG, v0.1) on ``vgg16_file``; images in [-1, 1]."""
+    from references import lpips_package_reference
+
+    return lpips_package_reference(vgg16_file)

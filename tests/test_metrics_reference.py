@@ -6,22 +6,18 @@ is computed here, outside `facelift`, from the definition or by a maintained lib
 """
 
 import math
-import socket
 
-import lpips
 import numpy as np
 import pytest
 import torch
-import torchvision
 from skimage.metrics import structural_similarity
-from torchvision.models.vgg import cfgs, make_layers
 
 from conftest import SAMPLE
+from references import skimage_ssim
 from facelift.image_io import composite, read_image
 from facelift.systems.metrics import ImageMetrics
 
 VIEWS = SAMPLE / "gslrm" / "sample_000" / "images"
-RADIUS = 5  # of the 11-pixel SSIM window
 
 
 def fixture_crop(cam: int, top: int = 200, left: int = 224, size: int = 48) -> torch.Tensor:
@@ -69,24 +65,6 @@ def test_psnr_of_fixture_crops_equals_its_definition():
 
 
 # ----------------------------------------------------------------- SSIM
-def skimage_ssim(pred: torch.Tensor, target: torch.Tensor) -> float:
-    """Wang et al.'s SSIM as the spec defines it (Gaussian window 11, sigma 1.5, data range 1, K1 0.01, K2 0.03),
-    by scikit-image, with the project's border rule.
-
-    ``gaussian_weights`` with sigma 1.5 truncates at 3.5 sigma: an 11-pixel window; ``use_sample_covariance=False``
-    takes the paper's plain weighted moments. The project (torchmetrics) scores every pixel: the images are
-    reflect-padded by the window radius (5) and the SSIM map is averaged over all H x W pixels. scikit-image
-    averages only over pixels whose window lies inside what it is given, so it is given the same reflect-padded
-    images (numpy's ``reflect`` is torch's) and its full map is averaged over the original pixels. (FaceLift's
-    loss, pytorch_msssim, and its metric, scikit-image on the unpadded image, average the interior only: see
-    `test_the_border_rule_is_the_projects_not_facelifts`.)"""
-    pad = ((0, 0), (RADIUS, RADIUS), (RADIUS, RADIUS))
-    p, t = (np.pad(x.double().numpy(), pad, mode="reflect") for x in (pred, target))
-    _, full = structural_similarity(t, p, data_range=1.0, channel_axis=0, gaussian_weights=True, sigma=1.5,
-                                    use_sample_covariance=False, K1=0.01, K2=0.03, full=True)
-    return float(full[:, RADIUS:-RADIUS, RADIUS:-RADIUS].mean())  # colour channels averaged, as the project
-
-
 def test_ssim_equals_scikit_image_on_fixture_crops_and_hand_made_images():
     scored = []
     for name, pred, target in pairs():
@@ -115,43 +93,6 @@ def test_the_border_rule_is_the_projects_not_facelifts():
 
 
 # ----------------------------------------------------------------- LPIPS
-@pytest.fixture(scope="module")
-def vgg16_file(tmp_path_factory):
-    """A VGG16 features file in torchvision's layout (``features.{i}.*``), random but seeded weights: LPIPS's value
-    depends on them, and both sides read this one file."""
-    path = tmp_path_factory.mktemp("lpips") / "vgg16-397923af.pth"
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(3)
-        features = make_layers(cfgs["D"])
-    torch.save({f"features.{k}": v for k, v in features.state_dict().items()}, path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def reference_lpips(vgg16_file):
-    """``lpips.LPIPS(net="vgg")`` as its authors build it, its ImageNet trunk taken from our file.
-
-    ``pnet_rand=False`` makes lpips call ``torchvision.models.vgg16(pretrained=True)``; here that call gets a
-    torchvision VGG16 whose ``features`` load the file (strictly), in place of the model-zoo download. The heads
-    are the wheel's own ``weights/v0.1/vgg.pth``, as lpips loads them."""
-    real_vgg16 = torchvision.models.vgg16
-
-    def vgg16_from_file(pretrained=False, **_):
-        assert pretrained, "lpips asked for a random trunk"
-        model = real_vgg16(weights=None)
-        state = torch.load(vgg16_file, weights_only=True)
-        model.features.load_state_dict({k.removeprefix("features."): v for k, v in state.items()}, strict=True)
-        return model
-
-    mp = pytest.MonkeyPatch()
-    mp.setattr(lpips.pretrained_networks.tv, "vgg16", vgg16_from_file)
-    mp.setattr(socket.socket, "connect", lambda *a, **k: pytest.fail("the reference tried to download"))
-    try:
-        return lpips.LPIPS(net="vgg", version="0.1", pretrained=True, pnet_rand=False, verbose=False).eval()
-    finally:
-        mp.undo()
-
-
 def test_lpips_equals_the_lpips_package_on_the_same_weights(vgg16_file, reference_lpips):
     ours = ImageMetrics(lpips=True, lpips_vgg16_weights=vgg16_file)
     for name, pred, target in pairs():
