@@ -33,3 +33,13 @@ def reference_lpips(vgg16_file):
     from references import lpips_package_reference
 
     return lpips_package_reference(vgg16_file)
+
+
+@pytest.fixture(scope="session")
+def tiny_set(tmp_path_factory) -> Path:
+    """A small synthetic human set (4 samples, 8 views of 32 px) where the default job looks for its data, made
+    once per session: ``paths.data_dir=<its parent>`` points a composed default config at it."""
+    from facelift.data.synthetic.blob_scenes import write_dataset
+
+    folder = tmp_path_factory.mktemp("tiny_data") / "synthetic_human_32px"
+    return write_dataset(folder, "human", num_samples=4, size=32, num_views=8)
