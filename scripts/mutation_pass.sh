@@ -58,7 +58,7 @@ source_paths = ["facelift"]
 only_mutate = $(quote $files)
 also_copy = ["conf", "scripts", "train.py", "eval.py", "infer.py", "shared"]
 pytest_add_cli_args_test_selection = $(quote $tests)
-pytest_add_cli_args = ["-q", "-m", "not slow", "-p", "no:cacheprovider"]
+pytest_add_cli_args = ["-q", "-x", "--tb=no", "-m", "not slow", "-p", "no:cacheprovider"]  # stop at the first kill
 EOF
 echo "mutating:$files"
 echo "tests:   $tests"

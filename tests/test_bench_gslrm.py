@@ -6,6 +6,7 @@ import json
 import runpy
 import sys
 
+import pytest
 from facelift.models.gslrm import GSLRMConfig
 
 from conftest import REPO
@@ -19,6 +20,7 @@ def test_full_size_forward_is_74_tflop_mostly_attention():
     assert round(flops["attention"] / 1e12) == 59
 
 
+@pytest.mark.slow
 def test_cpu_tiny_run_writes_every_row(tmp_path, monkeypatch):
     out = tmp_path / "bench.json"
     monkeypatch.setattr(sys, "argv", ["bench_gslrm.py", "--device", "cpu", "--tiny", "--size", "16", "--repeats", "1",

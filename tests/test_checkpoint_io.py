@@ -34,6 +34,7 @@ KILLED_MID_WRITE = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_a_kill_while_last_ckpt_is_rewritten_leaves_the_previous_one_whole(tmp_path):
     last = tmp_path / "checkpoints" / "last.ckpt"
     run = subprocess.run([sys.executable, "-c", KILLED_MID_WRITE, str(last)], cwd=REPO, capture_output=True,
@@ -91,6 +92,7 @@ def test_a_damaged_checkpoint_is_one_sentence_naming_it(tmp_path, how, problem):
         assert message.startswith(f"{bad}: {problem}") and "\n" not in message, message
 
 
+@pytest.mark.slow
 def test_eval_py_given_a_truncated_checkpoint_says_so_in_one_line(tmp_path):
     bad = damaged(tmp_path, "truncated")
     run = subprocess.run([sys.executable, "eval.py", f"ckpt={bad}", f"paths.log_dir={tmp_path}"], cwd=REPO,

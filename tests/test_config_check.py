@@ -60,6 +60,7 @@ def test_eval_config_values_that_cannot_work_name_their_key(tmp_path, overrides,
     check_eval_config(compose_config("eval", tmp_path, "ckpt=x.ckpt"))  # the defaults pass
 
 
+@pytest.mark.slow
 def test_train_py_stops_before_any_work_with_one_line(tmp_path):
     run = subprocess.run([sys.executable, "train.py", "data.image_size=36", f"paths.data_dir={tmp_path / 'data'}",
                           f"paths.log_dir={tmp_path}"], cwd=REPO, capture_output=True, text=True, timeout=300,

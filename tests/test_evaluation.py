@@ -87,6 +87,7 @@ def read_csv(run: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_batches_score_every_view_as_one_sample_at_a_time(runs):
     assert runs["batch_sizes"] == {"single": [1] * ANIMALS, "batched": [4, 1]}  # the network ran on whole batches
     single, batched = read_csv(runs["single"]), read_csv(runs["batched"])
@@ -99,6 +100,7 @@ def test_batches_score_every_view_as_one_sample_at_a_time(runs):
         assert float(a["lpips"]) == pytest.approx(float(b["lpips"]), abs=1e-5)
 
 
+@pytest.mark.slow
 def test_the_csv_has_one_row_per_sample_and_view_with_the_inputs_flagged(runs, tiny_setup):
     rows = read_csv(runs["batched"])
     assert {(r["sample"], int(r["view"])) for r in rows} == {(f"animal_{k}", v) for k in range(ANIMALS)
@@ -116,6 +118,7 @@ def test_the_csv_has_one_row_per_sample_and_view_with_the_inputs_flagged(runs, t
         assert inputs == {int(r["view"]) for r in rows if r["sample"] == f"animal_{k}" and r["input"] == "1"}
 
 
+@pytest.mark.slow
 def test_angles_are_zero_for_inputs_and_the_nearest_input_direction_otherwise(runs, tiny_setup):
     rows = read_csv(runs["batched"])
     assert all(float(r["angle_deg"]) == 0.0 for r in rows if r["input"] == "1")
@@ -155,6 +158,7 @@ def test_aggregates_group_by_role_camera_and_angle_bin():
     assert "novel" not in only_inputs.roles and not only_inputs.per_angle
 
 
+@pytest.mark.slow
 def test_the_aggregates_are_means_of_the_csv(runs):
     rows = read_csv(runs["batched"])
     agg = json.loads((runs["batched"] / "aggregate.json").read_text())
@@ -183,6 +187,7 @@ def test_the_aggregates_are_means_of_the_csv(runs):
     assert "## Per camera" in table and "angle between camera centres seen from the world origin" in table
 
 
+@pytest.mark.slow
 def test_the_plot_is_a_png(runs):
     path = runs["batched"] / "psnr.png"
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -192,6 +197,7 @@ def test_the_plot_is_a_png(runs):
         assert im.format == "PNG" and im.size[0] > 600 and im.size[1] > 300
 
 
+@pytest.mark.slow
 def test_renders_and_plys_only_for_the_first_samples_asked(runs):
     every = sorted(p.name for p in (runs["single"] / "samples").iterdir())
     assert every == [f"animal_{k}" for k in range(ANIMALS)]  # renders=null: all
@@ -218,6 +224,7 @@ def test_a_sample_handed_twice_for_a_bad_one_is_scored_once(tiny_setup, tmp_path
     assert len(read_csv(tmp_path / "run")) == 2 * CAMERAS
 
 
+@pytest.mark.slow
 def test_cli_runs_batched_with_a_progress_bar(tiny_setup, tmp_path):
     run = subprocess.run([sys.executable, "eval.py", f"ckpt={tiny_setup / 'tiny.ckpt'}", "split=test",
                           "batch_size=2", "num_workers=1", "limit_samples=3", "turntable.frames=0", "renders=0",

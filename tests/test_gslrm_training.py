@@ -57,6 +57,7 @@ def default_run(tmp_path_factory) -> Path:
     return run_dir
 
 
+@pytest.mark.slow
 def test_default_job_makes_its_data_trains_and_says_where_things_are(default_run):
     cfg = compose_config("train", default_run)  # what `python train.py` composes
     assert cfg.model.net.n_layer == 2 and cfg.trainer.accelerator == "cpu" and cfg.data.image_size == 32
@@ -74,6 +75,7 @@ def test_default_job_makes_its_data_trains_and_says_where_things_are(default_run
     assert "checkpoints:" in console and "metrics log:" in console and "it/s" in console  # where things are; bar
 
 
+@pytest.mark.slow
 def test_resume_continues_the_step_count(default_run, tmp_path):
     last = default_run / "checkpoints" / "last.ckpt"
     cfg = compose_config("train", tmp_path, f"paths.data_dir={default_run.parents[1] / 'data'}",
@@ -88,6 +90,7 @@ def test_resume_continues_the_step_count(default_run, tmp_path):
     assert ckpt["optimizer_states"][0]["state"][0]["step"] == before[0]["step"] + 4  # Adam moments carried on
 
 
+@pytest.mark.slow
 def test_kill_9_after_a_checkpoint_then_resume_restores_step_optimizer_and_schedule(default_run, tmp_path):
     """train.py dies by SIGKILL (no clean-up at all) after writing a checkpoint; ``ckpt_path=.../last.ckpt`` then
     carries on from that step with its Adam moments and its place in the LR schedule (warmup 10 of 12 steps here:
@@ -147,8 +150,9 @@ class ParameterTrace(L.Callback):
         self.changed.append(any(not torch.equal(a, p) for a, p in zip(self.before, module.net.parameters())))
 
 
-def test_step_rule_skips_a_planted_nan_and_a_planted_explosion_and_logs_both(default_run, tmp_path, caplog):
-    cfg = compose_config("train", tmp_path, f"paths.data_dir={default_run.parents[1] / 'data'}",
+@pytest.mark.slow
+def test_step_rule_skips_a_planted_nan_and_a_planted_explosion_and_logs_both(tiny_set, tmp_path, caplog):
+    cfg = compose_config("train", tmp_path, f"paths.data_dir={tiny_set.parent}",
                          "model.optim.warmup=0")  # a warmup would start at LR 0: step 0 would not move either
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
     system = PlantedFailures(**{k: v for k, v in cfg.model.items() if not k.startswith("_")})
@@ -177,8 +181,9 @@ class ReachTrace(GSLRMSystem):
         return rec
 
 
-def test_the_clamp_holds_for_clip_xyz_steps_then_training_runs_unclamped(default_run, tmp_path):
-    cfg = compose_config("train", tmp_path, f"paths.data_dir={default_run.parents[1] / 'data'}",
+@pytest.mark.slow
+def test_the_clamp_holds_for_clip_xyz_steps_then_training_runs_unclamped(tiny_set, tmp_path):
+    cfg = compose_config("train", tmp_path, f"paths.data_dir={tiny_set.parent}",
                          "model.net.clip_xyz=true", "model.clip_xyz_steps=2")
     system = ReachTrace(**{k: v for k, v in cfg.model.items() if not k.startswith("_")})
     system.reach = []
@@ -188,6 +193,7 @@ def test_the_clamp_holds_for_clip_xyz_steps_then_training_runs_unclamped(default
     assert max(system.reach[:2]) <= 1.0 < min(system.reach[2:])  # random depths reach past the box unclamped
 
 
+@pytest.mark.slow
 def test_eval_writes_metrics_renders_turntables_and_plys(default_run, tmp_path):
     cfg = compose_config("eval", tmp_path, f"ckpt={default_run / 'checkpoints' / 'last.ckpt'}",
                          "metrics.allow_random_init=true", "turntable.size=32")
@@ -209,6 +215,7 @@ def test_eval_writes_metrics_renders_turntables_and_plys(default_run, tmp_path):
     assert (cloud.means.abs() <= 1.0 + 1e-6).all()  # the pruning box
 
 
+@pytest.mark.slow
 def test_the_eval_command_the_default_job_prints_works_without_lpips_weights(default_run, tmp_path):
     """A fresh checkout has no weights/: LPIPS is skipped with a one-line note, PSNR and SSIM are still scored."""
     (command,) = re.findall(r"evaluate: (python eval\.py ckpt=\S+?)\)", (default_run / "console.txt").read_text())
@@ -223,6 +230,7 @@ def test_the_eval_command_the_default_job_prints_works_without_lpips_weights(def
     assert set(view) == {"view", "input", "angle_deg", "psnr", "ssim"}  # no lpips key
 
 
+@pytest.mark.slow
 def test_a_training_checkpoint_loads_as_the_network_it_trained(default_run):
     """d_head is in no weight shape: it must come from the checkpoint's config (the tiny model's is 16, not 64)."""
     ckpt = default_run / "checkpoints" / "last.ckpt"
@@ -236,6 +244,7 @@ def test_a_training_checkpoint_loads_as_the_network_it_trained(default_run):
         assert torch.equal(net(views).means, system.net(views).means)
 
 
+@pytest.mark.slow
 def test_a_missing_weight_file_is_one_sentence(tmp_path):
     run = subprocess.run([sys.executable, "train.py", "experiment=human_gslrm", "trainer=cpu",
                           f"paths.weights_dir={tmp_path}", f"paths.log_dir={tmp_path}"],
@@ -245,6 +254,7 @@ def test_a_missing_weight_file_is_one_sentence(tmp_path):
     assert last.startswith("error: VGG19 weights for the perceptual loss not found at") and str(tmp_path) in last
 
 
+@pytest.mark.slow
 def test_eval_refuses_what_is_not_a_training_checkpoint(tmp_path):
     run = subprocess.run([sys.executable, "eval.py", f"ckpt={REFERENCE / 'gslrm_tiny_parity.pt'}",
                           f"paths.log_dir={tmp_path}"], cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -284,6 +294,7 @@ def test_mouse_gslrm_v2_holds_the_forks_values(tmp_path):
     assert (human.data.num_views, human.data.num_input_views, human.loss.perceptual_loss_weight) == (8, 6, 0.5)
 
 
+@pytest.mark.slow
 def test_mouse_gslrm_v2_runs_two_steps_with_the_tiny_model_from_an_official_checkpoint(mouse_set, tmp_path):
     run = subprocess.run(
         [sys.executable, "train.py", "experiment=mouse_gslrm_v2", "model=gslrm_tiny", "trainer=cpu",
@@ -299,6 +310,7 @@ def test_mouse_gslrm_v2_runs_two_steps_with_the_tiny_model_from_an_official_chec
     assert list(run_dir.glob("wandb/offline-run-*"))  # logged to wandb (offline)
 
 
+@pytest.mark.slow
 def test_multirun_sweeps_the_learning_rate(default_run, tmp_path):
     run = subprocess.run([sys.executable, "train.py", "-m", "model.optim.lr=1e-3,3e-3", "trainer.max_steps=2",
                           f"paths.data_dir={default_run.parents[1] / 'data'}", f"paths.log_dir={tmp_path}"],
@@ -310,6 +322,7 @@ def test_multirun_sweeps_the_learning_rate(default_run, tmp_path):
     assert lrs == [1e-3, 3e-3]
 
 
+@pytest.mark.slow
 def test_ddp_on_two_processes_gives_the_single_process_loss_at_the_same_global_batch(tmp_path):
     """`trainer=ddp` through Lightning (CPU processes and gloo here; GPUs and NCCL on a GPU host): the same global
     batch of 2 as one process with batch 2, so the same losses step after step (gradients are averaged)."""
@@ -342,6 +355,7 @@ def test_freeze_takes_facelifts_parameter_names_and_keeps_them_out_of_the_optimi
     assert optimized == {id(p) for p in system.net.parameters() if p.requires_grad}
 
 
+@pytest.mark.slow
 def test_plot_run_draws_the_curves_of_a_run(default_run, tmp_path):
     done = subprocess.run([sys.executable, "scripts/plot_run.py", str(default_run), str(default_run),
                            "--out", str(tmp_path / "curves.png")], cwd=REPO, capture_output=True, text=True)

@@ -71,6 +71,7 @@ def check_outputs(folder: Path, views: int, size: int = 64) -> dict:
 
 
 # ----------------------------------------------------------------------------------------- end to end
+@pytest.mark.slow
 def test_photo_gives_every_file_face_cropped_with_a_150_frame_turntable(tmp_path):
     cfg = infer_cfg(tmp_path, f"input={PHOTO_RGB}", "background=threshold", *TINY)
     summary, = run_inference(cfg)
@@ -98,6 +99,7 @@ def test_photo_gives_every_file_face_cropped_with_a_150_frame_turntable(tmp_path
     assert (frames, seconds) == (150, 5.0)  # 150 frames at 30 fps
 
 
+@pytest.mark.slow
 def test_mouse_folder_photo_and_sample_folder(tmp_path):
     """rig=mouse on a folder holding a photo (an RGBA view of a synthetic mouse) and a raw sample folder."""
     sample = make_sample("mouse", 3, size=96)
@@ -126,6 +128,7 @@ def test_mouse_folder_photo_and_sample_folder(tmp_path):
     assert rig["gaussians"]["predicted"] == 2 + 6 * 64 * 64
 
 
+@pytest.mark.slow
 def test_sample_folder_with_a_trained_checkpoint(tmp_path):
     """A human sample folder through a GS-LRM checkpoint file as train.py writes it (Lightning, `net.*`)."""
     torch.manual_seed(0)
@@ -146,6 +149,7 @@ def test_sample_folder_with_a_trained_checkpoint(tmp_path):
     assert (read_image(tmp_path / "out" / "sample_000" / "input.png") - small).abs().mean() < 0.01
 
 
+@pytest.mark.slow
 def test_bad_inputs_in_a_folder_are_reported_and_the_good_ones_kept(tmp_path):
     src = tmp_path / "inputs"
     src.mkdir()
@@ -175,6 +179,7 @@ def test_bad_inputs_in_a_folder_are_reported_and_the_good_ones_kept(tmp_path):
     assert not (tmp_path / "out" / "a_notes").exists()
 
 
+@pytest.mark.slow
 def test_cli_one_line_error_and_exit_status(tmp_path):
     bad = tmp_path / "broken.png"
     bad.write_bytes(PHOTO_RGB.read_bytes()[:3000])
@@ -304,6 +309,7 @@ def test_alpha_inputs_and_the_fallbacks(tmp_path):
     assert torch.allclose(plain.mask[:, 12:52], torch.ones(1, 40, 64))  # 60x40 padded to square, centred
 
 
+@pytest.mark.slow
 def test_benchmark_runs_every_stage_on_cpu(tmp_path, monkeypatch):
     bench = runpy.run_path(str(REPO / "scripts" / "bench_infer.py"))
     out = tmp_path / "bench.json"

@@ -91,6 +91,7 @@ def test_loss_and_spike_rows():
     assert math.isinf(off.model.step_rule.allowed_gradnorm_factor)
 
 
+@pytest.mark.slow
 def test_study_runs_end_to_end_on_cpu(tmp_path):
     """Tiny: 4 animals at 48 px, 16² views (4 of the 6 per step), a 2-layer model for 2 steps; the baseline and one
     ablation row run, the rows that need weights or a human checkpoint are skipped and say why."""

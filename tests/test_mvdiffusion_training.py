@@ -132,6 +132,7 @@ def test_snr_weights_optimizer_groups_and_piecewise_schedule():
     assert [sched.lr_lambdas[0](s) for s in (0, 1, 2, 4, 5, 9)] == [0.0, 0.5, 1.0, 0.5, 0.1, 0.1]
 
 
+@pytest.mark.slow
 def test_train_py_mouse_experiment_runs_on_cpu(tmp_path):
     data = tmp_path / "mouse"
     for s in range(3):

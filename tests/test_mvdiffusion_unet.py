@@ -29,6 +29,7 @@ def test_parity_with_facelift_unet(fixture, tmp_path):
     assert (tmp_path / "mvdiffusion_unet_output.pt").is_file()
 
 
+@pytest.mark.slow
 def test_parity_cli_exits_zero(tmp_path):
     run = subprocess.run([sys.executable, "-m", "facelift.tools.parity", str(FIXTURE), "--out", str(tmp_path)],
                          cwd=REPO, capture_output=True, text=True, timeout=300)

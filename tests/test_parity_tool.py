@@ -16,6 +16,7 @@ from conftest import REFERENCE, REPO
 FIXTURE = REFERENCE / "gslrm_tiny_parity.pt"
 
 
+@pytest.mark.slow
 def test_reference_gslrm_fixture_passes(tmp_path):
     run = subprocess.run([sys.executable, "-m", "facelift.tools.parity", str(FIXTURE), "--out", str(tmp_path)],
                          cwd=REPO, capture_output=True, text=True, timeout=120)

@@ -43,11 +43,21 @@ def prepared(raw, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     return out, done
 
 
+@pytest.fixture(scope="module")
+def prepared_here(raw, tmp_path_factory) -> Path:
+    """The same preparation as `prepared`, by the script's main in this process: an output folder to protect."""
+    out = tmp_path_factory.mktemp("prepared_here") / "out"
+    prepare_mouse_data.main(["--src", str(raw), "--dst", str(out), "--size", "64", "--val-fraction", "0.3",
+                             "--seed", "1"])
+    return out
+
+
 def snapshot(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_cli_writes_the_prepared_layout(prepared):
     out, done = prepared
     assert done.returncode == 0, done.stderr
@@ -71,6 +81,7 @@ def test_cli_writes_the_prepared_layout(prepared):
     assert plot.shape[-1] > 800 and plot[:3].std() > 0.05  # a real picture, not a blank canvas
 
 
+@pytest.mark.slow
 def test_prepared_rigs_are_the_subject_frame_again(prepared):
     """Each raw rig was FaceLift's ring moved by a random similarity: preparing must undo it (up to a turn about
     Z), and the intrinsics must follow the pad to 288² and the resize to 64²."""
@@ -87,6 +98,7 @@ def test_prepared_rigs_are_the_subject_frame_again(prepared):
         torch.testing.assert_close(cams.intrinsics, expected.expand(6, 4), atol=1e-4, rtol=0)
 
 
+@pytest.mark.slow
 def test_datamodule_reads_the_prepared_mouse_set(prepared):
     out, _ = prepared
     cfg = compose_data("data=mouse_gslrm", f"data.data_dir={out}", "data.image_size=32", "data.num_workers=0",
@@ -251,11 +263,11 @@ CASES = [  # (break sample_001 this way, the file the error must name, a word of
 
 
 @pytest.mark.parametrize("breaker, file, problem", CASES, ids=[c[0].__name__ for c in CASES])
-def test_bad_input_stops_with_one_line_and_leaves_the_output_alone(raw, prepared, tmp_path, capsys, breaker, file,
-                                                                  problem):
+def test_bad_input_stops_with_one_line_and_leaves_the_output_alone(raw, prepared_here, tmp_path, capsys, breaker,
+                                                                  file, problem):
     src, out = tmp_path / "raw", tmp_path / "out"
     shutil.copytree(raw, src)
-    shutil.copytree(prepared[0], out)
+    shutil.copytree(prepared_here, out)
     before = snapshot(out)
     breaker(src / "sample_001")
     capsys.readouterr()
@@ -269,6 +281,7 @@ def test_bad_input_stops_with_one_line_and_leaves_the_output_alone(raw, prepared
     assert snapshot(out) == before  # nothing in OUT touched
 
 
+@pytest.mark.slow
 def test_bad_input_from_the_real_command_line(raw, tmp_path):
     src = tmp_path / "raw"
     shutil.copytree(raw, src)

@@ -12,6 +12,7 @@ from facelift.run import train
 from test_gslrm_training import compose_config, logged
 
 BASE_LR, WARMUP, STEPS = 2.0e-3, 2, 4
+pytestmark = pytest.mark.slow  # train() runs: the whole entry point, seconds each
 
 
 def expected_lr(schedule: str, step: int) -> float:
