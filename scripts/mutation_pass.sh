@@ -58,7 +58,8 @@ source_paths = ["facelift"]
 only_mutate = $(quote $files)
 also_copy = ["conf", "scripts", "train.py", "eval.py", "infer.py", "shared"]
 pytest_add_cli_args_test_selection = $(quote $tests)
-pytest_add_cli_args = ["-q", "-x", "--tb=no", "-m", "not slow", "-p", "no:cacheprovider"]  # stop at the first kill
+timeout_constant = 60.0  # seconds added to 15 x the tests' clean time: a forked run re-collects and rebuilds fixtures
+pytest_add_cli_args = ["-q", "-x", "--tb=no", "-n", "0", "-m", "not slow", "-p", "no:cacheprovider"]  # in-process; stop at the first kill
 EOF
 echo "mutating:$files"
 echo "tests:   $tests"

@@ -1,10 +1,15 @@
 """Shared test fixtures: paths to the read-only reference data beside the checkout, and references built once."""
 
+import os
 from pathlib import Path
 
 import pytest
 
 import facelift  # noqa: F401  (first, before any test imports torch: it sets torch's thread wait policy)
+import torch
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest-xdist workers share the cores: an equal intra-op share each
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO.parent / "shared" / "fixtures"
