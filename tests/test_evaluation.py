@@ -23,6 +23,7 @@ from test_gslrm_training import compose_config
 from facelift.data.camera_json import read_camera_file
 from facelift.data.image_ops import resize
 from facelift.data.sample_folder import write_file_list, write_sample
+from facelift.evaluation.foreground import FOREGROUND_METRICS
 from facelift.evaluation.report import ViewRecord, aggregate, angles_to_nearest_input
 from facelift.evaluation.evaluator import evaluate
 from facelift.render.turntable import ring_cameras
@@ -163,6 +164,10 @@ def test_the_aggregates_are_means_of_the_csv(runs):
         assert entry["count"] == len(chosen) > 0
         for k in ("psnr", "ssim", "lpips"):
             assert entry[k] == pytest.approx(sum(float(r[k]) for r in chosen) / len(chosen), rel=1e-9)
+        for k in FOREGROUND_METRICS:  # NaN views (no foreground) left out and counted
+            kept = [float(r[k]) for r in chosen if not math.isnan(float(r[k]))]
+            assert entry["left_out"][k] == len(chosen) - len(kept)
+            assert entry[k] == pytest.approx(sum(kept) / len(kept), rel=1e-9) if kept else math.isnan(entry[k])
 
     check(agg["novel"], [r for r in rows if r["input"] == "0"])
     check(agg["input"], [r for r in rows if r["input"] == "1"])
@@ -178,8 +183,10 @@ def test_the_aggregates_are_means_of_the_csv(runs):
     metrics = json.loads((runs["batched"] / "metrics.json").read_text())
     assert metrics["aggregate"] == agg and metrics["mean"]["novel"]["psnr"] == pytest.approx(agg["novel"]["psnr"])
     table = (runs["batched"] / "aggregate.md").read_text()
-    assert f"| novel views | {agg['novel']['count']} | {agg['novel']['psnr']:.2f} | {agg['novel']['ssim']:.4f} |" \
-        in table
+    novel = agg["novel"]  # foreground first, whole-image PSNR after the silhouette scores
+    assert f"| novel views | {novel['count']} | {novel['psnr_fg']:.2f} | {novel['iou']:.4f} | {novel['psnr_int']:.2f} |" \
+           f" {novel['coverage']:.4f} | {novel['precision']:.4f} | {novel['psnr']:.2f} | {novel['ssim']:.4f} |" in table
+    assert "PSNR fg (dB) | IoU |" in table and "PSNR whole image (dB)" in table
     assert "## Per camera" in table and "angle between camera centres seen from the world origin" in table
 
 

@@ -108,7 +108,7 @@ def test_study_runs_end_to_end_on_cpu(tmp_path):
     assert summary["loss_perceptual"]["status"].startswith("skipped: missing weight file")
     assert summary["loss_lpips"]["status"] == f"skipped: missing weight file(s): {tmp_path}/no_weights/lpips/" \
                                              "vgg16-397923af.pth"
-    assert Image.open(out / "curves.png").size == (1500, 420)  # the two rows that ran, drawn together
+    assert Image.open(out / "curves.png").size == (2000, 420)  # the two rows that ran, drawn together
     assert summary["finetune"]["status"].startswith("skipped: no --human-ckpt")
     test_animals = (out / "prepared" / "data_test.txt").read_text().split()
     assert (out / "raw" / "data_test.txt").read_text().split() == test_animals  # the split survived preparation

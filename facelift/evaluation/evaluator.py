@@ -1,9 +1,11 @@
 """What `eval.py` does: reconstruct every sample of a split with a trained GS-LRM, batch by batch, score and report.
 
 For the run: ``per_view.csv`` (one row per scored view: sample, view id, input or not, angle to the nearest input,
-PSNR / SSIM / LPIPS), ``aggregate.md`` / ``aggregate.json`` (means over novel, input and all views, per camera, per
-angle bin), ``psnr.png`` (PSNR per camera and against the angle) and ``metrics.json`` (per sample and view, the means
-over novel and all views, the aggregates). For the first ``renders`` samples (``samples/<sample name>/``):
+the foreground metrics psnr_fg / iou / psnr_int / coverage / precision / fg_fraction, whole-image PSNR / SSIM /
+LPIPS), ``aggregate.md`` / ``aggregate.json`` (means over novel, input and all views, per camera, per angle bin),
+``psnr.png`` (PSNR over the foreground and the whole image per camera and against the angle) and ``metrics.json``
+(per sample and view, the means over novel and all views, the views each foreground mean left out, the
+aggregates). For the first ``renders`` samples (``samples/<sample name>/``):
 ``renders.png`` (rows: inputs | targets | renders), ``gaussians.ply`` (pruned as FaceLift's inference does) and
 ``turntable.mp4`` + its contact sheet, each optional.
 """
@@ -24,6 +26,7 @@ from facelift.atomic import write_json
 from facelift.config_check import check_views
 from facelift.data.datamodule import MultiViewDataModule
 from facelift.errors import InputError
+from facelift.evaluation.foreground import FOREGROUND_METRICS, nan_mean
 from facelift.evaluation.plot import plot_psnr
 from facelift.evaluation.report import ViewRecord, aggregate, batch_records, record_json, write_aggregates, write_records_csv
 from facelift.gaussians import GaussianFilter, save_ply
@@ -120,7 +123,7 @@ def score_batch(system: GSLRMSystem, metrics: ImageMetrics, batch: Views, sample
     """Reconstruct and score one batch ``[B, V]`` on its device; one `ViewRecord` per (sample, target view)."""
     with torch.no_grad(), torch.autocast(batch.images.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
         rec = system.reconstruct(batch)
-    scores = metrics(rec.renders.rgb, rec.targets.images)  # [B, V_t] each
+    scores = metrics(rec.renders, rec.targets)  # [B, V_t] each
     ids = rec.inputs.index[:, 0, 1].tolist()  # the dataset position of each sample (a skipped bad one moves it)
     return rec, batch_records([samples[i].name for i in ids], ids, rec.targets.cameras, rec.inputs.cameras,
                               rec.targets.index[..., 0], rec.inputs.index[..., 0], scores)
@@ -139,10 +142,11 @@ def _report(cfg: DictConfig, out: Path, records: list[ViewRecord], paths: list[P
         entry = samples.setdefault(r.index, {"sample": r.sample, "path": str(paths[r.index]), "views": []})
         entry["views"].append(record_json(r))
     for entry in samples.values():
-        entry["mean"] = _means(entry["views"])
+        entry["mean"], entry["left_out"] = _means(entry["views"])
+    means, left_out = _means([v for e in samples.values() for v in e["views"]])
     result = {"checkpoint": str(Path(cfg.ckpt).resolve()), "split": cfg.split, "num_samples": num_samples,
-              "mean": _means([v for e in samples.values() for v in e["views"]]), "aggregate": aggregates,
-              "seconds": seconds, "samples": list(samples.values())}
+              "mean": means, "left_out": left_out, "aggregate": aggregates, "seconds": seconds,
+              "samples": list(samples.values())}
     write_json(out / "metrics.json", result)
     log.info("%d samples in %.1f s (%.2f samples/s)", num_samples, seconds, num_samples / max(seconds, 1e-9))
     log.info("mean over novel views: %s", ", ".join(f"{k}={v:.4g}" for k, v in result["mean"]["novel"].items()))
@@ -151,13 +155,18 @@ def _report(cfg: DictConfig, out: Path, records: list[ViewRecord], paths: list[P
     return result
 
 
-def _means(views: list[dict]) -> dict:
+def _means(views: list[dict]) -> tuple[dict, dict]:
     """Means of every metric over novel views (targets that were not inputs) and over all target views, as
-    metrics.json has always had them: with every target an input, novel = all (aggregate.json leaves novel out)."""
+    metrics.json has always had them: with every target an input, novel = all (aggregate.json leaves novel out);
+    and per group, the views each foreground mean left out (NaN there: no foreground)."""
     names = [k for k in views[0] if k not in ("view", "input", "angle_deg")]
     novel = [v for v in views if not v["input"]] or views
-    return {group: {k: sum(v[k] for v in vs) / len(vs) for k in names} for group, vs in
-            (("novel", novel), ("all", views))}
+    means, left_out = {}, {}
+    for group, vs in (("novel", novel), ("all", views)):
+        pairs = {k: nan_mean([v[k] for v in vs]) for k in names}
+        means[group] = {k: mean for k, (mean, _) in pairs.items()}
+        left_out[group] = {k: n for k, (_, n) in pairs.items() if k in FOREGROUND_METRICS}
+    return means, left_out
 
 
 def _save_sample(folder: Path, rec: Reconstruction, b: int, cfg: DictConfig, prune: GaussianFilter | None,
