@@ -239,3 +239,24 @@ def test_cli_runs_batched_with_a_progress_bar(tiny_setup, tmp_path):
     assert len(read_csv(out)) == 3 * CAMERAS
     agg = json.loads((out / "aggregate.json").read_text())
     assert "lpips" not in agg["all"] and {e["angle_max_deg"] - e["angle_min_deg"] for e in agg["per_angle"]} == {30}
+
+
+def test_a_held_out_camera_is_its_own_group(tiny_setup):
+    """Camera 5 held out: the other 5 cameras give the inputs and novel targets, camera 5 is scored after them."""
+    run = run_eval(tiny_setup, "holdout", "batch_size=2", "num_workers=0", "renders=0", "metrics.lpips=false",
+                   "data.num_views=5", "data.holdout_views=[5]")
+    rows = read_csv(run)
+    assert len(rows) == ANIMALS * CAMERAS  # 3 inputs + 2 novel + the held-out camera per animal
+    assert {(r["input"], r["holdout"]) for r in rows if r["view"] == "5"} == {("0", "1")}
+    assert all(r["holdout"] == "0" for r in rows if r["view"] != "5")
+    agg = json.loads((run / "aggregate.json").read_text())
+    assert (agg["input"]["count"], agg["novel"]["count"], agg["holdout"]["count"]) == (3 * ANIMALS, 2 * ANIMALS,
+                                                                                       ANIMALS)
+    held = [float(r["psnr_fg"]) for r in rows if r["holdout"] == "1"]
+    assert agg["holdout"]["psnr_fg"] == pytest.approx(sum(held) / len(held), rel=1e-9)
+    assert [e["role"] for e in agg["per_camera"] if e["camera"] == 5] == ["holdout"]
+    assert "| holdout views | 5 |" in (run / "aggregate.md").read_text()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["mean"]["holdout"]["psnr"] == pytest.approx(agg["holdout"]["psnr"])
+    novel = [float(r["psnr"]) for r in rows if r["input"] == "0" and r["holdout"] == "0"]
+    assert metrics["mean"]["novel"]["psnr"] == pytest.approx(sum(novel) / len(novel))

@@ -128,3 +128,20 @@ def test_full_mask_and_alpha_equal_the_whole_image_scores():
                                                                                        torch.full((2, 3), 0.5))
     top = peak_signal_noise_ratio(pred[0, 0, :, :4], target[0, 0, :, :4], data_range=1.0)
     assert float(scores["psnr_fg"][0, 0]) == pytest.approx(float(top), abs=1e-4)
+
+
+def test_validation_means_count_only_the_views_where_a_metric_is_defined():
+    """Each batch logs its NaN-free mean weighted by its defined views, so Lightning's epoch mean (the weighted
+    mean over batches) is the mean over every defined view; a batch with none adds nothing."""
+    from facelift.systems.gslrm_system import GSLRMSystem
+
+    logged = []
+
+    class Stub:
+        def log(self, key, value, prog_bar=False, batch_size=None, sync_dist=False):
+            logged.append((float(value), batch_size))
+
+    for batch in ([20.0, math.nan, 30.0], [math.nan], [10.0]):
+        GSLRMSystem._log_mean(Stub(), "val/psnr_fg", torch.tensor(batch))
+    assert logged == [(25.0, 2), (0.0, 0), (10.0, 1)]
+    assert sum(v * n for v, n in logged) / sum(n for _, n in logged) == 20.0  # (20 + 30 + 10) / 3

@@ -1,10 +1,11 @@
 """What `eval.py` does: reconstruct every sample of a split with a trained GS-LRM, batch by batch, score and report.
 
-For the run: ``per_view.csv`` (one row per scored view: sample, view id, input or not, angle to the nearest input,
+For the run: ``per_view.csv`` (one row per scored view: sample, view id, input or not, held out or not (a camera of
+``data.holdout_views``, never read in training: the group ``holdout``), angle to the nearest input,
 the foreground metrics psnr_fg / iou / psnr_int / coverage / precision / fg_fraction, whole-image PSNR / SSIM /
-LPIPS), ``aggregate.md`` / ``aggregate.json`` (means over novel, input and all views, per camera, per angle bin),
+LPIPS), ``aggregate.md`` / ``aggregate.json`` (means over novel, input, held-out and all views, per camera, per angle bin),
 ``psnr.png`` (PSNR over the foreground and the whole image per camera and against the angle) and ``metrics.json``
-(per sample and view, the means over novel and all views, the views each foreground mean left out, the
+(per sample and view, the means over novel, held-out and all views, the views each foreground mean left out, the
 aggregates). For the first ``renders`` samples (``samples/<sample name>/``):
 ``renders.png`` (rows: inputs | targets | renders), ``gaussians.ply`` (pruned as FaceLift's inference does) and
 ``turntable.mp4`` + its contact sheet, each optional.
@@ -100,14 +101,15 @@ def evaluate(cfg: DictConfig) -> dict:
     # the GPU goes on with the next batch while helper threads encode this one's PNGs and PLYs
     with BackgroundWrites() as files, tqdm(total=count, desc="eval", unit="sample") as bar:
         for batch in loader:
-            rec, batch_rec = score_batch(system, metrics, batch.to(device), dataset.samples, cfg.precision)
+            rec, batch_rec = score_batch(system, metrics, batch.to(device), dataset.samples, cfg.precision,
+                                         dataset.holdout_views)
             per_sample = rec.targets.num_views  # batch_rec: the records of sample 0, then of sample 1, ...
             for b, i in enumerate(rec.inputs.index[:, 0, 1].tolist()):
                 if i in scored:  # skip_bad_samples hands the next sample in place of a bad one: score it once
                     continue
                 mine = batch_rec[b * per_sample:(b + 1) * per_sample]
                 records += mine
-                novel_psnr += [r.scores["psnr"] for r in mine if not r.input]
+                novel_psnr += [r.scores["psnr"] for r in mine if r.role == "novel"]
                 if cfg.renders is None or len(scored) < cfg.renders:
                     _save_sample(out / "samples" / dataset.samples[i].name, rec, b, cfg, prune, files)
                 scored.add(i)
@@ -119,14 +121,15 @@ def evaluate(cfg: DictConfig) -> dict:
 
 
 def score_batch(system: GSLRMSystem, metrics: ImageMetrics, batch: Views, samples: list[Path],
-                precision: str) -> tuple[Reconstruction, list[ViewRecord]]:
-    """Reconstruct and score one batch ``[B, V]`` on its device; one `ViewRecord` per (sample, target view)."""
+                precision: str, holdout: list[int] = ()) -> tuple[Reconstruction, list[ViewRecord]]:
+    """Reconstruct and score one batch ``[B, V]`` on its device; one `ViewRecord` per (sample, target view), the
+    views of cameras in ``holdout`` flagged held out."""
     with torch.no_grad(), torch.autocast(batch.images.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
         rec = system.reconstruct(batch)
     scores = metrics(rec.renders, rec.targets)  # [B, V_t] each
     ids = rec.inputs.index[:, 0, 1].tolist()  # the dataset position of each sample (a skipped bad one moves it)
     return rec, batch_records([samples[i].name for i in ids], ids, rec.targets.cameras, rec.inputs.cameras,
-                              rec.targets.index[..., 0], rec.inputs.index[..., 0], scores)
+                              rec.targets.index[..., 0], rec.inputs.index[..., 0], scores, holdout)
 
 
 def _report(cfg: DictConfig, out: Path, records: list[ViewRecord], paths: list[Path], seconds: float) -> dict:
@@ -156,13 +159,17 @@ def _report(cfg: DictConfig, out: Path, records: list[ViewRecord], paths: list[P
 
 
 def _means(views: list[dict]) -> tuple[dict, dict]:
-    """Means of every metric over novel views (targets that were not inputs) and over all target views, as
-    metrics.json has always had them: with every target an input, novel = all (aggregate.json leaves novel out);
-    and per group, the views each foreground mean left out (NaN there: no foreground)."""
-    names = [k for k in views[0] if k not in ("view", "input", "angle_deg")]
-    novel = [v for v in views if not v["input"]] or views
+    """Means of every metric over novel views (targets neither inputs nor held out) and over all target views, as
+    metrics.json has always had them (with every target an input or held out, novel = the inputs; aggregate.json
+    leaves novel out then), and over the held-out views when there are any; per group, the views each foreground
+    mean left out (NaN there: no foreground)."""
+    names = [k for k in views[0] if k not in ("view", "input", "holdout", "angle_deg")]
+    held = [v for v in views if v["holdout"]]
+    novel = [v for v in views if not v["input"] and not v["holdout"]] or [v for v in views if not v["holdout"]]
     means, left_out = {}, {}
-    for group, vs in (("novel", novel), ("all", views)):
+    for group, vs in (("novel", novel), ("all", views), ("holdout", held)):
+        if not vs:
+            continue
         pairs = {k: nan_mean([v[k] for v in vs]) for k in names}
         means[group] = {k: mean for k, (mean, _) in pairs.items()}
         left_out[group] = {k: n for k, (_, n) in pairs.items() if k in FOREGROUND_METRICS}

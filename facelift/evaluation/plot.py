@@ -14,15 +14,15 @@ import numpy as np  # noqa: E402
 from facelift.atomic import atomic_path  # noqa: E402
 from facelift.evaluation.report import ANGLE_DEFINITION, ROLES, Aggregates, ViewRecord  # noqa: E402
 
-COLOURS = {"novel": "tab:blue", "input": "tab:orange"}
+COLOURS = {"novel": "tab:blue", "input": "tab:orange", "holdout": "tab:green"}
 # the rows of the figure, top first: the subject (mask > 0.5 of the target), then the whole frame
 PANELS = (("psnr_fg", "PSNR over the foreground (dB)"), ("psnr", "whole-image PSNR (dB)"))
 
 
 def plot_psnr(path: Path, records: list[ViewRecord], agg: Aggregates, title: str) -> Path:
-    """Per metric of `PANELS` that the records have, a row: left, its mean per camera (view id), novel and input
-    views side by side (a camera that is never novel, or never an input, has one marker); right, every view's
-    value against its angle to the nearest input (inputs at 0) and the mean per angle bin of the novel ones. Views
+    """Per metric of `PANELS` that the records have, a row: left, its mean per camera (view id), novel, input and
+    held-out views side by side (a camera has a marker per role it played); right, every view's value against its
+    angle to the nearest input (inputs at 0) and the mean per angle bin of the novel ones. Views
     without foreground (NaN) are not drawn. Written atomically."""
     panels = [(k, label) for k, label in PANELS if k in agg.metric_names]
     fig, axes = plt.subplots(len(panels), 2, figsize=(12, 4.5 * len(panels)), squeeze=False)
@@ -44,7 +44,8 @@ def _per_camera(ax, agg: Aggregates, metric: str, label: str) -> None:
     for k, role in enumerate(ROLES):
         means = [agg.per_camera[(c, role)].means[metric] if (c, role) in agg.per_camera else np.nan for c in cameras]
         # markers, not bars: bars from 0 dB would flatten the few-dB differences between cameras
-        ax.plot(x + (k - 0.5) * 0.2, means, "o", color=COLOURS[role], label=f"{role} views")
+        if not np.isnan(means).all():
+            ax.plot(x + (k - 1) * 0.2, means, "o", color=COLOURS[role], label=f"{role} views")
     ax.set_xticks(x, [str(c) for c in cameras])
     ax.grid(axis="y", alpha=0.3)
     ax.set_xlabel("camera (view id)")
@@ -55,7 +56,7 @@ def _per_camera(ax, agg: Aggregates, metric: str, label: str) -> None:
 
 def _per_angle(ax, records: list[ViewRecord], agg: Aggregates, metric: str, label: str) -> None:
     for role in ROLES:
-        chosen = [r for r in records if r.input == (role == "input") and not np.isnan(r.scores[metric])]
+        chosen = [r for r in records if r.role == role and not np.isnan(r.scores[metric])]
         if chosen:
             ax.scatter([r.angle_deg for r in chosen], [r.scores[metric] for r in chosen], s=10, alpha=0.5,
                        color=COLOURS[role], label=f"{role} views ({len(chosen)})")

@@ -1,8 +1,9 @@
 """What eval.py reports beyond the per-sample files: one record per scored view and the tables made from them.
 
-Every scored view becomes a `ViewRecord` (sample, view id, input or not, angle to the nearest input, metrics).
-From the records: ``per_view.csv`` (one row each), the aggregates (means over novel, input and all views, per
-camera, per angle bin) as ``aggregate.json`` and ``aggregate.md``; the plot lives in `facelift.evaluation.plot`.
+Every scored view becomes a `ViewRecord` (sample, view id, its role, angle to the nearest input, metrics). A role
+is ``input`` (the model saw the view), ``holdout`` (a camera held out of training: ``data.holdout_views``) or
+``novel`` (any other target). From the records: ``per_view.csv`` (one row each), the aggregates (means over the
+novel, input, held-out and all views, per camera, per angle bin) as ``aggregate.json`` and ``aggregate.md``; the plot lives in `facelift.evaluation.plot`.
 A foreground metric that is NaN for a view (no foreground in its mask: `facelift.evaluation.foreground`) is left
 out of that metric's means, and every group says how many it left out.
 
@@ -26,7 +27,7 @@ from facelift.evaluation.foreground import FOREGROUND_METRICS, nan_mean
 
 # said in every table, so that a reader of aggregate.md alone knows what the angle means
 ANGLE_DEFINITION = "angle between camera centres seen from the world origin (the subject's centre), degrees"
-ROLES = ("novel", "input")  # a scored view was not / was one of the model's inputs
+ROLES = ("novel", "input", "holdout")  # a target not shown / shown to the model / of a camera held out of training
 # the order of the metrics in every table: what the subject looks like first, whole-image scores after
 REPORT_ORDER = ("psnr_fg", "iou", "psnr_int", "coverage", "precision", "psnr", "ssim", "lpips", "fg_fraction")
 
@@ -41,6 +42,11 @@ class ViewRecord:
     input: bool  # the view was one of the model's inputs
     angle_deg: float  # to the nearest input camera (0 for an input); see ANGLE_DEFINITION
     scores: dict[str, float]  # psnr, ssim (and lpips when on), the foreground metrics (NaN where undefined)
+    holdout: bool = False  # its camera is one of data.holdout_views: never read in training
+
+    @property
+    def role(self) -> str:
+        return "input" if self.input else "holdout" if self.holdout else "novel"
 
 
 @dataclass
@@ -54,7 +60,7 @@ class GroupMean:
 
 @dataclass
 class Aggregates:
-    roles: dict[str, GroupMean]  # "novel", "input", "all" (a group with no view is left out)
+    roles: dict[str, GroupMean]  # "novel", "input", "holdout", "all" (a group with no view is left out)
     per_camera: dict[tuple[int, str], GroupMean]  # (view id, role) -> its views, sorted by view id then role
     per_angle: dict[tuple[float, float], GroupMean]  # [lo, hi) degrees -> the novel views in that bin, sorted
     bin_deg: float  # width of the angle bins
@@ -72,22 +78,26 @@ def angles_to_nearest_input(targets: Cameras, inputs: Cameras) -> Tensor:
     return torch.rad2deg(angle.amin(dim=-1)).float()
 
 
-def role_masks(target_ids: Tensor, input_ids: Tensor) -> dict[str, Tensor]:
-    """Which targets ``[B, V_t]`` (view ids) are of each of `ROLES` given the input view ids ``[B, V_in]``: a bool
-    ``[B, V_t]`` per role."""
+def role_masks(target_ids: Tensor, input_ids: Tensor, holdout_ids=()) -> dict[str, Tensor]:
+    """Which targets ``[B, V_t]`` (view ids) are of each of `ROLES` given the input view ids ``[B, V_in]`` and
+    the held-out camera ids: a bool ``[B, V_t]`` per role."""
     is_input = (target_ids[:, :, None] == input_ids[:, None, :]).any(-1)
-    return {"novel": ~is_input, "input": is_input}
+    held = torch.isin(target_ids, torch.as_tensor(list(holdout_ids), dtype=target_ids.dtype,
+                                                  device=target_ids.device)) & ~is_input
+    return {"novel": ~is_input & ~held, "input": is_input, "holdout": held}
 
 
 def batch_records(names: list[str], indices: list[int], targets: Cameras, inputs: Cameras, target_ids: Tensor,
-                  input_ids: Tensor, scores: dict[str, Tensor]) -> list[ViewRecord]:
+                  input_ids: Tensor, scores: dict[str, Tensor], holdout_ids=()) -> list[ViewRecord]:
     """Records of a batch: per sample ``names[b]`` (file-list position ``indices[b]``), target view ids
-    ``target_ids`` [B, V_t] and input view ids ``input_ids`` [B, V_in], metric scores [B, V_t] each."""
+    ``target_ids`` [B, V_t] and input view ids ``input_ids`` [B, V_in], metric scores [B, V_t] each; targets
+    whose id is in ``holdout_ids`` are flagged held out."""
     angles = angles_to_nearest_input(targets, inputs).tolist()
-    is_input = role_masks(target_ids, input_ids)["input"].tolist()  # [B, V_t]
+    roles = role_masks(target_ids, input_ids, holdout_ids)
+    is_input, held = roles["input"].tolist(), roles["holdout"].tolist()  # [B, V_t]
     values = {k: v.tolist() for k, v in scores.items()}  # one device sync per metric and batch
     return [ViewRecord(indices[b], names[b], int(view), bool(is_input[b][j]), float(angles[b][j]),
-                       {k: float(v[b][j]) for k, v in values.items()})
+                       {k: float(v[b][j]) for k, v in values.items()}, bool(held[b][j]))
             for b in range(len(names)) for j, view in enumerate(target_ids[b].tolist())]
 
 
@@ -106,16 +116,17 @@ def metric_order(names) -> list[str]:
 
 
 def aggregate(records: list[ViewRecord], bin_deg: float) -> Aggregates:
-    """Means over the novel, input and all views, per (camera, role), and per ``bin_deg``-wide angle bin of the
-    novel views (inputs sit at 0 by definition: binning them would only dilute the first bin)."""
+    """Means over the novel, input, held-out and all views, per (camera, role), and per ``bin_deg``-wide angle bin
+    of the novel views (inputs sit at 0 by definition: binning them would only dilute the first bin; held-out
+    cameras have their own rows per camera)."""
     if not records:
         raise ValueError("no scored view to aggregate")
     if bin_deg <= 0:
         raise ValueError(f"report.angle_bin_deg must be > 0, got {bin_deg}")
-    roles = {role: [r for r in records if r.input == (role == "input")] for role in ROLES}
+    roles = {role: [r for r in records if r.role == role] for role in ROLES}
     groups: dict = {}
     for r in records:
-        groups.setdefault((r.view, ROLES[r.input]), []).append(r)
+        groups.setdefault((r.view, r.role), []).append(r)
     bins: dict = {}
     for r in roles["novel"]:
         lo = math.floor(r.angle_deg / bin_deg) * bin_deg
@@ -184,9 +195,10 @@ def write_records_csv(path, records: list[ViewRecord]) -> None:
     metrics = metric_order(records[0].scores) if records else []
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["index", "sample", "view", "input", "angle_deg", *metrics])
+        writer.writerow(["index", "sample", "view", "input", "holdout", "angle_deg", *metrics])
         for r in records:
-            writer.writerow([r.index, r.sample, r.view, int(r.input), r.angle_deg, *(r.scores[k] for k in metrics)])
+            writer.writerow([r.index, r.sample, r.view, int(r.input), int(r.holdout), r.angle_deg,
+                             *(r.scores[k] for k in metrics)])
 
 
 def write_aggregates(folder, agg: Aggregates, title: str) -> dict:
@@ -200,4 +212,5 @@ def write_aggregates(folder, agg: Aggregates, title: str) -> dict:
 def record_json(r: ViewRecord) -> dict:
     """A record as metrics.json lists it under its sample (the sample itself is the parent entry)."""
     row = asdict(r)
-    return {"view": row["view"], "input": row["input"], "angle_deg": row["angle_deg"], **row["scores"]}
+    return {"view": row["view"], "input": row["input"], "holdout": row["holdout"], "angle_deg": row["angle_deg"],
+            **row["scores"]}

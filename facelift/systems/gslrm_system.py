@@ -45,8 +45,12 @@ class Reconstruction:
 class GSLRMSystem(L.LightningModule):
     def __init__(self, net: dict, loss: dict, optim: dict, step_rule: dict, num_input_views: int,
                  target_has_input: bool, freeze: list[str] | None = None, init_ckpt: str | None = None,
-                 render_backend: str = "auto", val_metrics: dict | None = None, clip_xyz_steps: int | None = None):
+                 render_backend: str = "auto", val_metrics: dict | None = None, clip_xyz_steps: int | None = None,
+                 holdout_views: list[int] | None = None):
         super().__init__()
+        # a plain list before it is saved: Lightning refuses a hyper-parameter the data module also has (its own
+        # holdout_views) unless both are of one type, and the config hands this one over as a ListConfig
+        holdout_views = [int(i) for i in holdout_views or ()]
         self.save_hyperparameters()  # the whole config travels in every checkpoint: eval.py rebuilds from it
         make_plain(self.hparams)
         hp = self.hparams
@@ -153,8 +157,8 @@ class GSLRMSystem(L.LightningModule):
     def validation_step(self, batch: Views, batch_idx: int) -> None:
         rec = self.reconstruct(batch)
         scores = self.val_metrics(rec.renders, rec.targets)  # name -> [B, V_t]
-        groups = {"": None, **{f"_{role}": chosen for role, chosen in
-                               role_masks(rec.targets.index[..., 0], rec.inputs.index[..., 0]).items()}}
+        roles = role_masks(rec.targets.index[..., 0], rec.inputs.index[..., 0], self.hparams.holdout_views or ())
+        groups = {"": None, **{f"_{role}": chosen for role, chosen in roles.items()}}
         for suffix, chosen in groups.items():  # all scored views, then each role that has views here
             if chosen is not None and not chosen.any():
                 continue
