@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import REPO
@@ -260,3 +261,37 @@ def test_a_held_out_camera_is_its_own_group(tiny_setup):
     assert metrics["mean"]["holdout"]["psnr"] == pytest.approx(agg["holdout"]["psnr"])
     novel = [float(r["psnr"]) for r in rows if r["input"] == "0" and r["holdout"] == "0"]
     assert metrics["mean"]["novel"]["psnr"] == pytest.approx(sum(novel) / len(novel))
+
+
+@pytest.mark.slow
+def test_renders_png_recomputes_the_per_view_foreground_psnr(tiny_setup, tmp_path):
+    """`eval.py ckpt=... renders=null`: from each sample's renders.png (its target and render rows) and the data's
+    alpha (the dataset's masks), psnr_fg by hand agrees with per_view.csv (to the PNG's 8-bit rounding)."""
+    from facelift.evaluation.evaluator import build_datamodule, load_system
+    from facelift.evaluation.renders_figure import FigureLayout
+
+    run = subprocess.run([sys.executable, "eval.py", f"ckpt={tiny_setup / 'tiny.ckpt'}", "split=test", "renders=null",
+                          "turntable.frames=0", "metrics.lpips=false", "ply=false", "num_workers=0",
+                          f"paths.log_dir={tmp_path}"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    (out,) = (tmp_path / "eval").iterdir()
+    rows = read_csv(out)
+    cfg = compose_config("eval", tiny_setup, f"ckpt={tiny_setup / 'tiny.ckpt'}")
+    dataset = build_datamodule(load_system(cfg.ckpt, torch.device("cpu"))[1], cfg).dataset("test")
+    layout = FigureLayout.for_views(32, 32, CAMERAS)
+    assert layout.scale == 4  # 32 px views shown at 128 px
+    checked = 0
+    for k in range(ANIMALS):
+        item = dataset[k]  # the same views, in the same order, as eval scored (evaluation items are seeded)
+        with Image.open(out / "samples" / f"animal_{k}" / "renders.png") as im:
+            figure = torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.float64) / 255).permute(2, 0, 1)
+        assert tuple(figure.shape[1:]) == layout.size
+        mine = {int(r["view"]): r for r in rows if r["sample"] == f"animal_{k}"}
+        for c, view in enumerate(item.index[0, :, 0].tolist()):  # every view is a target (target_has_input)
+            target, render = layout.view(figure, 1, c), layout.view(figure, 2, c)
+            fg = item.masks[0, c, 0].double() > 0.5  # the data's alpha
+            assert torch.equal(layout.view(figure, 3, c)[0] > 0.5, fg)  # the mask row shows that alpha
+            mse = (render - target).square().mean(0)[fg].mean()
+            assert float(mine[view]["psnr_fg"]) == pytest.approx(float(-10 * torch.log10(mse)), abs=0.05)
+            checked += 1
+    assert checked == ANIMALS * CAMERAS

@@ -7,7 +7,8 @@ LPIPS), ``aggregate.md`` / ``aggregate.json`` (means over novel, input, held-out
 ``psnr.png`` (PSNR over the foreground and the whole image per camera and against the angle) and ``metrics.json``
 (per sample and view, the means over novel, held-out and all views, the views each foreground mean left out, the
 aggregates). For the first ``renders`` samples (``samples/<sample name>/``):
-``renders.png`` (rows: inputs | targets | renders), ``gaussians.ply`` (pruned as FaceLift's inference does) and
+``renders.png`` (rows: inputs | targets | renders | the data's alpha | rendered alpha, each view labelled with its
+camera, role and scores: `facelift.evaluation.renders_figure`), ``gaussians.ply`` (pruned as FaceLift's inference does) and
 ``turntable.mp4`` + its contact sheet, each optional.
 """
 
@@ -29,9 +30,10 @@ from facelift.data.datamodule import MultiViewDataModule
 from facelift.errors import InputError
 from facelift.evaluation.foreground import FOREGROUND_METRICS, nan_mean
 from facelift.evaluation.plot import plot_psnr
+from facelift.evaluation.renders_figure import renders_figure
 from facelift.evaluation.report import ViewRecord, aggregate, batch_records, record_json, write_aggregates, write_records_csv
 from facelift.gaussians import GaussianFilter, save_ply
-from facelift.image_io import image_grid, write_image
+from facelift.image_io import write_image
 from facelift.render.video import save_turntable
 from facelift.stages import BackgroundWrites, resolve_device
 from facelift.systems.gslrm_system import GSLRMSystem, Reconstruction
@@ -111,7 +113,7 @@ def evaluate(cfg: DictConfig) -> dict:
                 records += mine
                 novel_psnr += [r.scores["psnr"] for r in mine if r.role == "novel"]
                 if cfg.renders is None or len(scored) < cfg.renders:
-                    _save_sample(out / "samples" / dataset.samples[i].name, rec, b, cfg, prune, files)
+                    _save_sample(out / "samples" / dataset.samples[i].name, rec, b, mine, cfg, prune, files)
                 scored.add(i)
             bar.update(rec.inputs.images.shape[0])
             if novel_psnr:
@@ -176,12 +178,13 @@ def _means(views: list[dict]) -> tuple[dict, dict]:
     return means, left_out
 
 
-def _save_sample(folder: Path, rec: Reconstruction, b: int, cfg: DictConfig, prune: GaussianFilter | None,
-                 files: BackgroundWrites) -> None:
-    """Sample ``b`` of the batch: renders.png, gaussians.ply (``ply``) and the turntable (``turntable.frames``)."""
+def _save_sample(folder: Path, rec: Reconstruction, b: int, records: list[ViewRecord], cfg: DictConfig,
+                 prune: GaussianFilter | None, files: BackgroundWrites) -> None:
+    """Sample ``b`` of the batch (``records``: its scored targets): renders.png, gaussians.ply (``ply``) and the
+    turntable (``turntable.frames``)."""
     folder.mkdir(parents=True, exist_ok=True)
     files.submit(write_image, folder / "renders.png",
-                 image_grid(rec.inputs.images[b], rec.targets.images[b], rec.renders.rgb[b]))  # on the CPU
+                 renders_figure(rec.inputs, rec.targets, rec.renders, b, records))  # on the CPU
     if not cfg.ply and cfg.turntable.frames <= 0:
         return
     gaussians = rec.gaussians[b].to(torch.float32)
