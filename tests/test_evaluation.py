@@ -185,8 +185,8 @@ def test_the_aggregates_are_means_of_the_csv(runs):
     assert metrics["aggregate"] == agg and metrics["mean"]["novel"]["psnr"] == pytest.approx(agg["novel"]["psnr"])
     table = (runs["batched"] / "aggregate.md").read_text()
     novel = agg["novel"]  # foreground first, whole-image PSNR after the silhouette scores
-    assert f"| novel views | {novel['count']} | {novel['psnr_fg']:.2f} | {novel['iou']:.4f} | {novel['psnr_int']:.2f} |" \
-           f" {novel['coverage']:.4f} | {novel['precision']:.4f} | {novel['psnr']:.2f} | {novel['ssim']:.4f} |" in table
+    assert f"| novel views | {novel['count']} | {novel['psnr_fg']:.2f} | {novel['iou']:.4f} | " \
+           f"{novel['psnr_int']:.2f} | {novel['coverage']:.4f} | {novel['precision']:.4f} | {novel['psnr']:.2f} | {novel['ssim']:.4f} |" in table
     assert "PSNR fg (dB) | IoU |" in table and "PSNR whole image (dB)" in table
     assert "## Per camera" in table and "angle between camera centres seen from the world origin" in table
 

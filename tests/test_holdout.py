@@ -103,7 +103,8 @@ def test_train_runs_without_the_held_out_images(tmp_path):
     run = subprocess.run([sys.executable, "train.py", "trainer.max_steps=20", f"data.holdout_views=[{HELD}]",
                           f"paths.data_dir={tmp_path / 'data'}", f"paths.log_dir={tmp_path}",
                           "data.synthesize.num_samples=8", "data.synthesize.num_views=12",
-                          "trainer.val_check_interval=20", "trainer.log_every_n_steps=1"], cwd=REPO, capture_output=True, text=True, timeout=900)
+                          "trainer.val_check_interval=20", "trainer.log_every_n_steps=1"],
+                         cwd=REPO, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]
     assert len(removed) == 7 and not any(p.exists() for p in removed)
     (run_dir,) = (tmp_path / "train").iterdir()

@@ -52,8 +52,8 @@ def smooth(values: np.ndarray, window: int) -> np.ndarray:
 
 def plot_curves(runs: dict[str, str | Path], path: str | Path, title: str = "") -> Path:
     """``runs``: label -> metrics.csv. Panels: train loss (log scale, smoothed), validation PSNR over the foreground
-    and over the whole image (solid: novel views, dashed: all views, dotted: held-out cameras), learning rate (log scale: a planted spike stays
-    readable). One legend of runs, outside. A run that logged no foreground PSNR (older runs) leaves that panel."""
+    and over the whole image (solid: novel views, dashed: all views, dotted: held-out cameras), learning rate (log
+    scale: a planted spike stays readable). One legend of runs, outside. A run that logged no foreground PSNR (older runs) leaves that panel."""
     fig, (loss_ax, fg_ax, psnr_ax, lr_ax) = plt.subplots(1, 4, figsize=(20, 4.2))
     psnr_axes = {"psnr_fg": fg_ax, "psnr": psnr_ax}
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4

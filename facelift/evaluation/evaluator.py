@@ -3,13 +3,13 @@
 For the run: ``per_view.csv`` (one row per scored view: sample, view id, input or not, held out or not (a camera of
 ``data.holdout_views``, never read in training: the group ``holdout``), angle to the nearest input,
 the foreground metrics psnr_fg / iou / psnr_int / coverage / precision / fg_fraction, whole-image PSNR / SSIM /
-LPIPS), ``aggregate.md`` / ``aggregate.json`` (means over novel, input, held-out and all views, per camera, per angle bin),
-``psnr.png`` (PSNR over the foreground and the whole image per camera and against the angle) and ``metrics.json``
-(per sample and view, the means over novel, held-out and all views, the views each foreground mean left out, the
-aggregates). For the first ``renders`` samples (``samples/<sample name>/``):
+LPIPS), ``aggregate.md`` / ``aggregate.json`` (means over novel, input, held-out and all views, per camera, per
+angle bin), ``psnr.png`` (PSNR over the foreground and the whole image per camera and against the angle) and
+``metrics.json`` (per sample and view, the means over novel, held-out and all views, the views each foreground mean
+left out, the aggregates). For the first ``renders`` samples (``samples/<sample name>/``):
 ``renders.png`` (rows: inputs | targets | renders | the data's alpha | rendered alpha, each view labelled with its
-camera, role and scores: `facelift.evaluation.renders_figure`), ``gaussians.ply`` (pruned as FaceLift's inference does) and
-``turntable.mp4`` + its contact sheet, each optional.
+camera, role and scores: `facelift.evaluation.renders_figure`), ``gaussians.ply`` (pruned as FaceLift's inference
+does) and ``turntable.mp4`` + its contact sheet, each optional.
 """
 
 from __future__ import annotations

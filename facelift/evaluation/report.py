@@ -3,7 +3,8 @@
 Every scored view becomes a `ViewRecord` (sample, view id, its role, angle to the nearest input, metrics). A role
 is ``input`` (the model saw the view), ``holdout`` (a camera held out of training: ``data.holdout_views``) or
 ``novel`` (any other target). From the records: ``per_view.csv`` (one row each), the aggregates (means over the
-novel, input, held-out and all views, per camera, per angle bin) as ``aggregate.json`` and ``aggregate.md``; the plot lives in `facelift.evaluation.plot`.
+novel, input, held-out and all views, per camera, per angle bin) as ``aggregate.json`` and ``aggregate.md``; the
+plot lives in `facelift.evaluation.plot`.
 A foreground metric that is NaN for a view (no foreground in its mask: `facelift.evaluation.foreground`) is left
 out of that metric's means, and every group says how many it left out.
 

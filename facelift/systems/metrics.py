@@ -23,8 +23,9 @@ class ImageMetrics(nn.Module):
     """Scores ``[B, V]`` per metric for renders into the target views (rgb ``[B, V, 3, H, W]`` in [0, 1]).
 
     Foreground metrics (psnr_fg, psnr_int, iou, coverage, precision, fg_fraction) compare the targets' masks with
-    the rendered alpha thresholded at ``alpha_threshold`` (NaN where a view has no foreground). PSNR and SSIM (Gaussian window 11, sigma 1.5) come from torchmetrics; LPIPS (VGG, the lpips package) needs the
-    local torchvision VGG16 file, so it is computed only when ``lpips`` is on: ``True`` requires the file (a missing
+    the rendered alpha thresholded at ``alpha_threshold`` (NaN where a view has no foreground). PSNR and SSIM
+    (Gaussian window 11, sigma 1.5) come from torchmetrics; LPIPS (VGG, the lpips package) needs the local
+    torchvision VGG16 file, so it is computed only when ``lpips`` is on: ``True`` requires the file (a missing
     one stops the run naming it), ``"auto"`` computes LPIPS when the file is there and otherwise skips it with a
     one-line note (so a fresh checkout can score without downloading anything).
     """
