@@ -3,6 +3,9 @@
 - `skimage_ssim`: SSIM by scikit-image with the project's window and border rule;
 - `write_random_vgg16` / `lpips_package_reference`: one VGG16 file, read by the ``lpips`` package's own module;
 - `identity_vgg19_perceptual`: FaceLift's perceptual loss, by hand, for VGG19 convolutions set to scaled identities.
+
+And the plumbing to hand tensors to the project: `views_of` (target images as `Views`), `scored` (`ImageMetrics`
+of renders given as images).
 """
 
 from __future__ import annotations
@@ -18,6 +21,10 @@ import torch
 import torch.nn.functional as F
 from skimage.metrics import structural_similarity
 from torchvision.models.vgg import cfgs, make_layers
+
+from facelift.cameras import Cameras, look_at
+from facelift.render import Renders
+from facelift.views import Views
 
 SSIM_RADIUS = 5  # of the 11-pixel SSIM window (Gaussian, sigma 1.5)
 
@@ -100,3 +107,23 @@ def identity_vgg19_perceptual(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         gain = float(np.prod(IDENTITY_GAINS[:conv]))
         total = total + weight * gain * (pa - pb).abs().mean() * 3 / channels  # the other channels are 0
     return total / 255
+
+
+def views_of(images: torch.Tensor, masks: torch.Tensor | None = None) -> Views:
+    """``images`` ``[B, V, 3, H, W]`` as target views seen by a ring of cameras (image terms ignore the cameras)."""
+    b, v, _, h, w = images.shape
+    az = torch.linspace(0, 2 * torch.pi, v + 1)[:v]
+    eye = torch.stack([2.7 * az.cos(), 2.7 * az.sin(), torch.full_like(az, 0.5)], -1)  # [V, 3]
+    c2w = look_at(eye, torch.zeros(3), torch.tensor([0.0, 0.0, 1.0]))
+    intr = torch.tensor([w * 1.1, h * 1.1, w / 2, h / 2]).expand(v, 4)
+    cams = Cameras(c2w[None].expand(b, v, 4, 4), intr[None].expand(b, v, 4), w, h)
+    masks = torch.ones(b, v, 1, h, w) if masks is None else masks
+    return Views(images, masks, cams, torch.zeros(b, v, 2, dtype=torch.long))
+
+
+def scored(metrics, pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``metrics`` (an `ImageMetrics`) of renders ``pred`` vs ``target``, both ``[B, V, 3, H, W]``: full masks and
+    alpha, so the whole-image scores are what is compared."""
+    b, v, _, h, w = pred.shape
+    renders = Renders(pred, torch.ones(b, v, 1, h, w), torch.zeros(b, v, 1, h, w))
+    return metrics(renders, views_of(target))

@@ -10,24 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from facelift.cameras import Cameras, look_at
 from facelift.losses import GSLRMLoss
 from facelift.losses.image_terms import ssim_loss
-from facelift.views import Views
-from references import identity_vgg19_perceptual, set_identity_vgg19, skimage_ssim
+from references import identity_vgg19_perceptual, set_identity_vgg19, skimage_ssim, views_of
 
 C1 = (0.01 * 1.0) ** 2  # SSIM's luminance constant (K1 L)^2 at data range L = 1
-
-
-def views_of(images: torch.Tensor) -> Views:
-    """``images`` ``[B, V, 3, H, W]`` as targets seen by a ring of cameras (the cameras do not enter image terms)."""
-    b, v, _, h, w = images.shape
-    az = torch.linspace(0, 2 * torch.pi, v + 1)[:v]
-    eye = torch.stack([2.7 * az.cos(), 2.7 * az.sin(), torch.full_like(az, 0.5)], -1)  # [V, 3]
-    c2w = look_at(eye, torch.zeros(3), torch.tensor([0.0, 0.0, 1.0]))
-    intr = torch.tensor([w * 1.1, h * 1.1, w / 2, h / 2]).expand(v, 4)
-    cams = Cameras(c2w[None].expand(b, v, 4, 4), intr[None].expand(b, v, 4), w, h)
-    return Views(images, torch.ones(b, v, 1, h, w), cams, torch.zeros(b, v, 2, dtype=torch.long))
 
 
 def test_ssim_loss_of_flat_images_is_one_minus_the_luminance_term():

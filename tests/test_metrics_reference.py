@@ -13,7 +13,7 @@ import torch
 from skimage.metrics import structural_similarity
 
 from conftest import SAMPLE
-from references import skimage_ssim
+from references import scored, skimage_ssim
 from facelift.image_io import composite, read_image
 from facelift.systems.metrics import ImageMetrics
 
@@ -50,7 +50,7 @@ def test_psnr_of_hand_computed_errors():
     pred[0, 0] += 0.1  # every value off by 0.1: MSE 0.01 -> 20 dB
     pred[0, 1, 2, 5, 6] = 1.0  # one value of 192 off by 0.5: MSE 0.25 / 192
     pred[0, 2] = 1.3  # clamped to 1 before scoring (renders may overshoot): MSE 0.25 -> 10log10(4)
-    psnr = ImageMetrics()(pred, target)["psnr"]
+    psnr = scored(ImageMetrics(), pred, target)["psnr"]
     assert psnr.shape == (1, 3)
     expected = [20.0, 10 * math.log10(192 / 0.25), 10 * math.log10(4.0)]
     assert psnr[0].tolist() == pytest.approx(expected, abs=1e-4)
@@ -60,24 +60,24 @@ def test_psnr_of_fixture_crops_equals_its_definition():
     for name, pred, target in pairs():
         p, t = pred.double().numpy(), target.double().numpy()
         expected = 10 * np.log10(1.0 / np.mean((p - t) ** 2))  # data range 1: images in [0, 1]
-        got = ImageMetrics()(pred[None, None], target[None, None])["psnr"].item()
+        got = scored(ImageMetrics(), pred[None, None], target[None, None])["psnr"].item()
         assert got == pytest.approx(expected, abs=1e-4), name
 
 
 # ----------------------------------------------------------------- SSIM
 def test_ssim_equals_scikit_image_on_fixture_crops_and_hand_made_images():
-    scored = []
+    values = []
     for name, pred, target in pairs():
-        got = ImageMetrics()(pred[None, None], target[None, None])["ssim"].item()
+        got = scored(ImageMetrics(), pred[None, None], target[None, None])["ssim"].item()
         expected = skimage_ssim(pred, target)
         assert got == pytest.approx(expected, abs=1e-4), name
-        scored.append(expected)
-    assert max(scored) < 0.99 and min(scored) > 0.05  # the pairs span real differences, not near-identity
+        values.append(expected)
+    assert max(values) < 0.99 and min(values) > 0.05  # the pairs span real differences, not near-identity
 
 
 def test_ssim_is_scored_per_view():
     (_, pa, ta), (_, pb, tb) = pairs()[1:3]
-    got = ImageMetrics()(torch.stack([pa, pb])[None], torch.stack([ta, tb])[None])["ssim"]
+    got = scored(ImageMetrics(), torch.stack([pa, pb])[None], torch.stack([ta, tb])[None])["ssim"]
     assert got.shape == (1, 2)
     assert got[0].tolist() == pytest.approx([skimage_ssim(pa, ta), skimage_ssim(pb, tb)], abs=1e-4)
 
@@ -88,7 +88,7 @@ def test_the_border_rule_is_the_projects_not_facelifts():
     _, pred, target = pairs()[0]
     interior = structural_similarity(target.double().numpy(), pred.double().numpy(), data_range=1.0, channel_axis=0,
                                      gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
-    got = ImageMetrics()(pred[None, None], target[None, None])["ssim"].item()
+    got = scored(ImageMetrics(), pred[None, None], target[None, None])["ssim"].item()
     assert abs(got - interior) > 0.05 and got == pytest.approx(skimage_ssim(pred, target), abs=1e-4)
 
 
@@ -98,11 +98,11 @@ def test_lpips_equals_the_lpips_package_on_the_same_weights(vgg16_file, referenc
     for name, pred, target in pairs():
         if pred.shape[-1] < 32:  # VGG16 pools 4 times; LPIPS needs a few pixels at its last level
             continue
-        got = ours(pred[None, None], target[None, None])["lpips"].item()
+        got = scored(ours, pred[None, None], target[None, None])["lpips"].item()
         with torch.no_grad():  # lpips takes images in [-1, 1]
             expected = reference_lpips(pred[None] * 2 - 1, target[None] * 2 - 1).item()
         assert got == pytest.approx(expected, abs=1e-5), name
         assert expected > 1e-3, name  # a real distance, not two zeros
     with torch.no_grad():
-        same = ours(pairs()[1][2][None, None], pairs()[1][2][None, None])["lpips"].item()
+        same = scored(ours, pairs()[1][2][None, None], pairs()[1][2][None, None])["lpips"].item()
     assert same == pytest.approx(0.0, abs=1e-6)
