@@ -58,6 +58,7 @@ source_paths = ["facelift"]
 only_mutate = $(quote $files)
 also_copy = ["conf", "scripts", "train.py", "eval.py", "infer.py", "shared"]
 pytest_add_cli_args_test_selection = $(quote $tests)
+process_isolation = "forkserver"  # torch's thread pools do not survive a fork of a process that used them
 timeout_constant = 60.0  # seconds added to 15 x the tests' clean time: a forked run re-collects and rebuilds fixtures
 pytest_add_cli_args = ["-q", "-x", "--tb=no", "-n", "0", "-m", "not slow", "-p", "no:cacheprovider"]  # in-process; stop at the first kill
 EOF
