@@ -83,6 +83,6 @@ def test_paths_root_dir_is_the_checkout_from_any_working_directory(tmp_path, mon
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("FACELIFT_ROOT", raising=False)
     register_resolvers()
-    paths = OmegaConf.load(checkout / "conf" / "paths" / "default.yaml")
+    paths = OmegaConf.create({"paths": OmegaConf.load(checkout / "conf" / "paths" / "default.yaml")}).paths
     assert Path(paths.root_dir) == checkout
     assert Path(paths.log_dir) == checkout / "outputs"
