@@ -103,10 +103,14 @@ class Rig:
         return np.linalg.lstsq(a, b, rcond=None)[0]
 
     def scaled(self, factor: float) -> Rig:
-        """The same rig for images resized by ``factor`` (intrinsics and sizes scaled; poses and lens kept)."""
-        frames = [RigCamera(f.name, max(1, round(f.w * factor)), max(1, round(f.h * factor)), f.fx * factor,
-                            f.fy * factor, f.cx * factor, f.cy * factor, f.skew * factor, list(f.dist), f.w2c.copy())
-                  for f in self.frames]
+        """The same rig for its images resized by about ``factor`` to even sizes (video codecs want them): each
+        axis scaled by its own exact ratio (pixel-centre convention), poses and lens kept."""
+        frames = []
+        for f in self.frames:
+            w, h = max(2, 2 * round(f.w * factor / 2)), max(2, 2 * round(f.h * factor / 2))
+            sx, sy = w / f.w, h / f.h
+            frames.append(RigCamera(f.name, w, h, f.fx * sx, f.fy * sy, f.cx * sx, f.cy * sy, f.skew * sx,
+                                    list(f.dist), f.w2c.copy()))
         return Rig(self.units, frames)
 
     def to_dict(self) -> dict:
