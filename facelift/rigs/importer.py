@@ -120,7 +120,7 @@ def import_recordings(cfg: ImportConfig) -> dict:
             write_json(cfg.out / "skipped.json", {str(k): v for k, v in sorted(skipped.items())})
         bar.update(1)
     bar.close()
-    return _finish(cfg, rig, indices, skipped, settings)
+    return _finish(cfg, indices, skipped, settings)
 
 
 def written_at(entries: list[Path], k: int) -> int | None:
@@ -212,14 +212,15 @@ def _write_frame(cfg: ImportConfig, index: int, rig: Rig, pinholes: list[RigCame
     return []
 
 
-def _finish(cfg: ImportConfig, rig: Rig, indices: list[int], skipped: dict, settings: dict) -> dict:
+def _finish(cfg: ImportConfig, indices: list[int], skipped: dict, settings: dict) -> dict:
     written = [i for i in indices if (cfg.out / sample_name(i) / CAMERA_FILE).is_file()]
     n_train, n_val = split_by_time(len(written), cfg.split)
     dirs = [cfg.out / sample_name(i) for i in written]
     lists = {"train": dirs[:n_train], "val": dirs[n_train:n_train + n_val], "test": dirs[n_train + n_val:]}
     for name, entries in zip((TRAIN_LIST, VAL_LIST, TEST_LIST), lists.values()):
         write_file_list(cfg.out / name, entries)
-    report = {"settings": settings, "frames": cfg.frames, "selected": len(indices), "written": len(written), "skipped_no_animal": sorted(skipped),
+    report = {"settings": settings, "frames": cfg.frames, "selected": len(indices), "written": len(written),
+              "skipped_no_animal": sorted(skipped),
               "split": {name: {"count": len(entries), "first_frame": written_at(entries, 0),
                                "last_frame": written_at(entries, -1)} for name, entries in lists.items()}}
     write_json(cfg.out / SETTINGS_FILE, report)

@@ -63,7 +63,7 @@ def plot_rig(rig: Rig, path: str | Path, title: str = "") -> Path:
         ax.grid(alpha=0.3)
         ax.set_title(label)
         ax.legend(loc="best", fontsize=8)
-    fig.suptitle(title or f"{len(rig.frames)} cameras, {reach:.0f} {rig.units} mean distance to the axes' meeting point")
+    fig.suptitle(f"{title or f'{len(rig.frames)} cameras'}: {reach:.0f} {rig.units} mean distance to where the axes meet")
     fig.tight_layout()
     path = Path(path)
     try:

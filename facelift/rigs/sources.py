@@ -17,7 +17,7 @@ FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 
 class FrameSource:
-    """One camera's frames: ``count``, ``size`` (w, h), ``read(i)`` and ``frames(indices)`` -> uint8 [H, W, 3]."""
+    """One camera's frames: ``count``, ``size`` (w, h) and ``frames(indices)`` -> (index, uint8 [H, W, 3])."""
 
     path: Path
     count: int
@@ -72,9 +72,6 @@ class VideoSource(FrameSource):
                 from None
         if self.count < 1:
             raise InputError(path, "video holds no frame")
-
-    def read(self, index: int) -> np.ndarray:
-        return next(iter(self.frames([index])))[1]
 
     def frames(self, indices: list[int]) -> Iterator[tuple[int, np.ndarray]]:
         """Decode once from the start up to the last wanted frame (seeking costs a decode from a keyframe anyway)."""
