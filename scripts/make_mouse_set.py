@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--device", default=defaults.device, help="render on: cpu | cuda | cuda:N")
     parser.add_argument("--render-backend", choices=("auto", "gsplat", "torch"), default=defaults.render_backend)
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="samples per render call")
+    parser.add_argument("--batch-size", type=int, help=f"samples (frames with --rig) per render call (default "
+                                                       f"{defaults.batch_size}; with --rig {RigRecordingConfig.batch_size})")
     parser.add_argument("--workers", type=int, default=defaults.workers,
                         help="processes building scenes and writing PNGs (0: none; on a GPU machine ~cores - 2)")
     rig_group = parser.add_argument_group("recording through a real rig (--rig)")
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
         config = RigRecordingConfig(frames=args.frames, scale=args.scale, mouse_length=args.mouse_length,
                                     gaussians=args.gaussians or RigRecordingConfig.gaussians,
                                     seed=args.seed, device=args.device, render_backend=args.render_backend,
-                                    batch_size=args.batch_size)
+                                    batch_size=args.batch_size or RigRecordingConfig.batch_size)
         trajectory = load_trajectory(COM3D if args.trajectory == "com3d" else args.trajectory)
         report = generate_rig_recording(args.out, read_rig(args.rig), trajectory, config)
         fg = report["foreground_fraction"]
