@@ -59,8 +59,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--device", default=defaults.device, help="render on: cpu | cuda | cuda:N")
     parser.add_argument("--render-backend", choices=("auto", "gsplat", "torch"), default=defaults.render_backend)
-    parser.add_argument("--batch-size", type=int, help=f"samples (frames with --rig) per render call (default "
-                                                       f"{defaults.batch_size}; with --rig {RigRecordingConfig.batch_size})")
+    parser.add_argument("--batch-size", type=int, help=f"samples per render call (default {defaults.batch_size}; "
+                                                       f"with --rig, frames: {RigRecordingConfig.batch_size})")
     parser.add_argument("--workers", type=int, default=defaults.workers,
                         help="processes building scenes and writing PNGs (0: none; on a GPU machine ~cores - 2)")
     rig_group = parser.add_argument_group("recording through a real rig (--rig)")
