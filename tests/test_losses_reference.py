@@ -10,8 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from facelift.errors import MissingWeightsError
 from facelift.losses import GSLRMLoss
-from facelift.losses.image_terms import ssim_loss
+from facelift.losses.image_terms import keep_foreground, ssim_loss
+from facelift.losses.perceptual import VGG19Features
+from facelift.losses.vgg19_weights import OFFICIAL_PREFIX
 from references import identity_vgg19_perceptual, set_identity_vgg19, skimage_ssim, views_of
 
 C1 = (0.01 * 1.0) ** 2  # SSIM's luminance constant (K1 L)^2 at data range L = 1
@@ -100,3 +103,71 @@ def test_the_total_carries_each_terms_gradient_with_its_weight(images):
     pred = rendered.clone().requires_grad_(True)
     GSLRMLoss(l2_loss_weight=3.0)(pred, views_of(target), step=0).total.backward()
     torch.testing.assert_close(pred.grad, 2 * 3.0 * (rendered - target) / rendered.numel())
+
+
+# ----------------------------------------------------------------- the module's contract (from the mutation pass)
+def test_keep_foreground_blends_render_and_target_by_the_mask():
+    pred, target = torch.full((1, 3, 2, 2), 0.8), torch.full((1, 3, 2, 2), 0.2)
+    mask = torch.tensor([[0.0, 0.5], [1.0, 0.25]]).view(1, 1, 2, 2)
+    expected = torch.tensor([[0.2, 0.5], [0.8, 0.35]]).expand(1, 3, 2, 2)  # target + m (pred - target), by hand
+    torch.testing.assert_close(keep_foreground(pred, target, mask), expected)
+
+
+def test_defaults_are_an_l2_only_loss_without_warmups_or_masks():
+    loss = GSLRMLoss()
+    assert loss.base_weights == {"l2": 1.0, "lpips": 0.0, "perceptual": 0.0, "ssim": 0.0, "pixelalign": 0.0,
+                                 "pointsdist": 0.0}
+    assert (loss.l2_warmup_steps, loss.masked_pixelalign_loss, loss.warmup_pointsdist, loss.masked_image_losses) \
+        == (0, False, False, False)
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("inf"), float("nan")])
+def test_a_weight_that_is_negative_or_not_finite_is_refused_naming_it(bad):
+    with pytest.raises(ValueError, match=rf"^loss\.ssim_loss_weight must be a finite number >= 0, got {bad}$"):
+        GSLRMLoss(ssim_loss_weight=bad)
+
+
+def test_refusals_name_what_is_wrong(images):
+    rendered, target = images
+    with pytest.raises(ValueError, match=r"^loss\.l2_warmup_steps must be >= 0, got -1$"):
+        GSLRMLoss(l2_warmup_steps=-1)
+    with pytest.raises(ValueError, match=r"every term has weight 0 at step 1000"):  # after the points-dist warmup
+        GSLRMLoss(l2_loss_weight=0.0, warmup_pointsdist=True)
+    with pytest.raises(ValueError, match=r"^loss: rendered \(1, 2, 3, 16, 16\) and target \(1, 2, 3, 32, 32\) "
+                                         r"differ$"):
+        GSLRMLoss()(rendered[..., :16, :16], views_of(target), step=0)
+
+
+def test_pixelalign_needs_both_views_and_positions_and_honours_its_mask():
+    views = views_of(torch.rand(1, 2, 3, 8, 8))
+    origins, dirs = (t.movedim(-1, 2) for t in views.cameras.rays())  # [1, 2, 3, 8, 8]
+    side = torch.linalg.cross(dirs, torch.tensor([0.0, 0.0, 1.0]).view(1, 1, 3, 1, 1).expand_as(dirs), dim=2)
+    xyz = origins + 2.0 * dirs + 0.3 * torch.nn.functional.normalize(side, dim=2)  # 0.3 off every ray
+    half = views.masks.clone()
+    half[..., 4:, :] = 0.0  # half the input pixels are background
+    masked_views = views_of(views.images, half)
+    kwargs = dict(l2_loss_weight=1.0, pixelalign_loss_weight=1.0)
+    for masked, expected in ((False, 0.3), (True, 0.15)):  # the mean runs over every pixel either way
+        out = GSLRMLoss(masked_pixelalign_loss=masked, **kwargs)(
+            views.images, views, step=0, input_views=masked_views, pixel_xyz=xyz)
+        assert out.terms["pixelalign"].item() == pytest.approx(expected, rel=1e-4), masked
+    loss = GSLRMLoss(**kwargs)
+    for given in (dict(input_views=views), dict(pixel_xyz=xyz)):
+        with pytest.raises(ValueError, match=r"^loss: pixelalign need input_views and pixel_xyz"):
+            loss(views.images, views, step=0, **given)
+    with pytest.raises(ValueError, match=r"has shape \(1, 2, 3, 8, 4\), expected \(1, 2, 3, 8, 8\)"):
+        loss(views.images, views, step=0, input_views=views, pixel_xyz=xyz[..., :4])
+
+
+def test_the_feature_networks_read_the_files_given_or_fall_back_to_random_only_when_allowed(tmp_path):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(5)
+        vgg19 = VGG19Features().state_dict()
+    torch.save({"model": {OFFICIAL_PREFIX + k: v for k, v in vgg19.items()}}, tmp_path / "ckpt.pt")
+    loss = GSLRMLoss(perceptual_loss_weight=1.0, vgg19_weights=tmp_path / "ckpt.pt")
+    assert torch.equal(loss.perceptual.vgg.conv14.weight, vgg19["conv14.weight"])  # the file's, not random ones
+    missing = tmp_path / "absent.pth"
+    random = GSLRMLoss(lpips_loss_weight=1.0, lpips_vgg16_weights=missing, allow_random_init=True)
+    assert random.lpips is not None  # allowed: random VGG16
+    with pytest.raises(MissingWeightsError, match=str(missing)):
+        GSLRMLoss(lpips_loss_weight=1.0, lpips_vgg16_weights=missing)
