@@ -16,9 +16,9 @@ from facelift.evaluation.evaluator import load_system
 @pytest.mark.slow
 def test_a_tiny_run_on_random_backgrounds_renders_alpha_over_the_mask(tmp_path):
     # the default tiny job (2 layers, 32 px heads) on 6 samples, 40 steps (~1-3 min on 2 CPU cores)
-    run = subprocess.run([sys.executable, "train.py", f"paths.data_dir={tmp_path / 'data'}", f"paths.log_dir={tmp_path}",
-                          "data.synthesize.num_samples=6", "data.synthesize.num_views=8", "trainer.max_steps=40",
-                          "trainer.log_every_n_steps=1", "trainer.val_check_interval=40",
+    run = subprocess.run([sys.executable, "train.py", f"paths.data_dir={tmp_path / 'data'}",
+                          f"paths.log_dir={tmp_path}", "data.synthesize.num_samples=6", "data.synthesize.num_views=8",
+                          "trainer.max_steps=40", "trainer.log_every_n_steps=1", "trainer.val_check_interval=40",
                           "data.background_color=random", "loss.alpha_loss_weight=1.0"],
                          cwd=REPO, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-3000:]

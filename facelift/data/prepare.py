@@ -88,7 +88,8 @@ class CheckedSample:
     def crop_report(self) -> dict | None:
         if self.boxes is None:
             return None
-        return {"boxes_x0_y0_side": [[b.x0, b.y0, b.side] for b in self.boxes], "empty_mask_views": list(self.empty_views)}
+        return {"boxes_x0_y0_side": [[b.x0, b.y0, b.side] for b in self.boxes],
+                "empty_mask_views": list(self.empty_views)}
 
 
 def find_samples(src: Path) -> list[Path]:

@@ -16,9 +16,9 @@ the share s of the term whatever their number. The perceptual term (VGG19 featur
 per-pixel map) and the silhouette term (which must weigh empty space as it is) stay plain means.
 
 Warmups, as FaceLift applies them: for ``step < l2_warmup_steps`` the perceptual and LPIPS weights are 0 (the
-feature-network terms; SSIM, the silhouette and the geometric terms keep their weights); with ``warmup_pointsdist``, for the
-first 1000 steps the L2 and perceptual weights are 0 and points-dist weighs 0.1 (FaceLift also stops clamping
-positions to [-1, 1] then: that is the model's switch).
+feature-network terms; SSIM, the silhouette and the geometric terms keep their weights); with
+``warmup_pointsdist``, for the first 1000 steps the L2 and perceptual weights are 0 and points-dist weighs 0.1
+(FaceLift also stops clamping positions to [-1, 1] then: that is the model's switch).
 
 Precision: the whole loss runs in fp32 with autocast switched off, VGG19 and LPIPS included. It costs a few
 percent of a GS-LRM step at 512 px, and keeps the L1 of deep features of nearly equal images (a difference of

@@ -1,4 +1,5 @@
-"""The parameter-free image terms (MSE, 1 - SSIM, its per-pixel map) and the foreground restriction shared by every image term."""
+"""The parameter-free image terms (MSE, 1 - SSIM and its per-pixel map) and the foreground restriction shared by
+every image term."""
 
 from __future__ import annotations
 
