@@ -94,7 +94,7 @@ class GSLRMSystem(L.LightningModule):
         step = self.global_step
         rec = self.reconstruct(batch, clip_xyz=self.clip_xyz_at(step))
         geometry = dict(input_views=rec.inputs, pixel_xyz=self.pixel_xyz(rec)) if self.loss_fn.needs_pixel_xyz else {}
-        out = self.loss_fn(rec.renders.rgb, rec.targets, step=step, **geometry)
+        out = self.loss_fn(rec.renders.rgb, rec.targets, step=step, alpha=rec.renders.alpha, **geometry)
         bs = batch.images.shape[0]
         self.log("train/loss", out.total.detach(), prog_bar=True, batch_size=bs, sync_dist=True)  # mean over ranks
         self.log_dict({f"train/{k}": v for k, v in out.terms.items()}, batch_size=bs)
