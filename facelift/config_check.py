@@ -119,3 +119,44 @@ def check_eval_config(cfg: DictConfig) -> None:
     _int(cfg, "turntable.size", 1)
     check_views(cfg)
     _int(cfg, "data.image_size", 1)
+
+
+def _yaml(value) -> str:
+    """A value as the command line / YAML spells it (true, null), not as Python prints it."""
+    if value is None or isinstance(value, bool):
+        return "null" if value is None else str(value).lower()
+    return str(value)
+
+
+def _leaves(node, prefix: str) -> dict[str, object]:
+    """``{dotted.key: value}`` of every leaf under ``node`` (interpolations unresolved, as the files write them)."""
+    if isinstance(node, dict):
+        return {k: v for key, sub in node.items() for k, v in _leaves(sub, f"{prefix}.{key}").items()}
+    return {prefix: node}
+
+
+def overwritten_choices(cfg: DictConfig, config_name: str, overrides: list[str]) -> str | None:
+    """One line naming the values of a group option chosen on the command line (``model=gslrm_tiny``) that the
+    chosen ``experiment=`` writes over, or None. Hydra lets the command line's group choices win over an experiment's
+    ``override /group:``, but the experiment's own ``group.key: value`` lines still land on the chosen option; the user
+    is told which. Needs an initialised Hydra (inside an entry point or ``initialize_config_dir``)."""
+    from hydra import compose
+
+    experiment = next((o.split("=", 1)[1] for o in overrides if o.startswith("experiment=")), None)
+    groups = [o for o in overrides if "=" in o and not o.startswith(("experiment=", "hydra", "+", "~")) and
+              "." not in o.split("=", 1)[0]]
+    if not experiment or not groups:
+        return None
+    keys_set = {o.split("=", 1)[0].lstrip("+") for o in overrides if "." in o.split("=", 1)[0]}
+    chosen = compose(config_name, overrides=groups)  # the same choices without the experiment
+    changed = []
+    for choice in groups:
+        group = choice.split("=", 1)[0].replace("/", ".")
+        mine = _leaves(OmegaConf.to_container(_get(chosen, group), resolve=False), group)
+        final = _leaves(OmegaConf.to_container(_get(cfg, group), resolve=False), group)
+        changed += [f"{k}={_yaml(final[k])} (was {_yaml(v)})" for k, v in mine.items()
+                    if k in final and final[k] != v and k not in keys_set]
+    if not changed:
+        return None
+    return (f"experiment={experiment} sets {', '.join(changed)} over {' '.join(groups)}; give KEY=VALUE on the "
+            "command line to keep a value")

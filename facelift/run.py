@@ -9,10 +9,11 @@ from pathlib import Path
 import hydra
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from facelift.checkpoint_io import AtomicCheckpointIO
-from facelift.config_check import check_train_config
+from facelift.config_check import check_train_config, overwritten_choices
 from facelift.errors import InputError
 from facelift.weights import require_complete
 
@@ -60,6 +61,11 @@ def build_trainer(cfg: DictConfig, **overrides) -> L.Trainer:
 def train(cfg: DictConfig) -> float | None:
     """Fit ``cfg.model`` (a LightningModule) on ``cfg.data`` (a LightningDataModule); returns the monitored metric."""
     check_train_config(cfg)  # before any work: a value that cannot work costs one line, not minutes
+    if HydraConfig.initialized():  # a Hydra run (tests call train() on composed configs too)
+        hc = HydraConfig.get()
+        note = overwritten_choices(cfg, hc.job.config_name, list(hc.overrides.task))
+        if note:
+            log.warning(note)
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path:
         if not Path(ckpt_path).is_file():

@@ -5,9 +5,11 @@ import sys
 
 import pytest
 from conftest import REPO
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 from test_gslrm_training import compose_config
 
-from facelift.config_check import check_eval_config, check_train_config
+from facelift.config_check import check_eval_config, check_train_config, overwritten_choices
 from facelift.errors import ConfigError
 
 TRAIN_CASES = [  # (overrides, the line's start, a word of the problem)
@@ -35,8 +37,7 @@ def test_train_config_values_that_cannot_work_name_their_key(tmp_path, overrides
     assert str(err.value).startswith(f"{key}: ") and problem in str(err.value), str(err.value)
 
 
-@pytest.mark.parametrize("experiment", [None, "human_gslrm", "human_gslrm_sample", "mouse_gslrm_v2",
-                                        "human_mvdiffusion", "mouse_mvdiffusion"])
+@pytest.mark.parametrize("experiment", [None, *sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml"))])
 def test_every_shipped_config_passes(tmp_path, experiment):
     check_train_config(compose_config("train", tmp_path, *([f"experiment={experiment}"] if experiment else [])))
 
@@ -69,3 +70,24 @@ def test_train_py_stops_before_any_work_with_one_line(tmp_path):
                                                    "model.net.patch_size=8 (GS-LRM cuts each view into square "
                                                    "patches)")
     assert not (tmp_path / "data").exists()  # the synthetic set was not started
+
+
+def test_a_model_chosen_on_the_command_line_replaces_the_experiments_network_and_the_run_says_what_it_kept(tmp_path):
+    """`experiment=human_gslrm_sample model=gslrm_tiny`: gslrm_tiny's sizes (as its file writes them), and one line
+    naming the experiment's values that land on the chosen model (its LR, as the experiment file writes it)."""
+    tiny, sample = (OmegaConf.load(REPO / "conf" / f) for f in ("model/gslrm_tiny.yaml",
+                                                                 "experiment/human_gslrm_sample.yaml"))
+    typed = ["experiment=human_gslrm_sample", "model=gslrm_tiny"]
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=[f"paths.root_dir={REPO}", f"paths.data_dir={tmp_path}", *typed])
+        note = overwritten_choices(cfg, "train", typed)
+        kept = overwritten_choices(cfg, "train", [*typed, f"model.optim.lr={tiny.optim.lr}"])
+        alone = overwritten_choices(compose("train", overrides=["model=gslrm_tiny"]), "train", ["model=gslrm_tiny"])
+    assert (cfg.model.net.d, cfg.model.net.d_head, cfg.model.net.n_layer) == (tiny.net.d, tiny.net.d_head,
+                                                                              tiny.net.n_layer)
+    assert note.startswith("experiment=human_gslrm_sample sets ") and note.endswith(" over model=gslrm_tiny; give "
+                                                                                    "KEY=VALUE on the command line "
+                                                                                    "to keep a value")
+    assert f"model.optim.lr={sample.model.optim.lr} (was {tiny.optim.lr})" in note
+    assert "model.optim.lr" not in kept  # a key typed on the command line wins, so it is not reported
+    assert alone is None  # no experiment: nothing written over the choice
