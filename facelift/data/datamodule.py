@@ -17,6 +17,7 @@ from facelift.data.multiview import MultiViewDataset, PhotometricAugmentation
 from facelift.data.rig import RigNormalization
 from facelift.data.sample_folder import read_file_list
 from facelift.data.synthetic.blob_scenes import write_dataset
+from facelift.errors import InputError
 from facelift.views import Views
 
 log = logging.getLogger("facelift")
@@ -38,7 +39,7 @@ class MultiViewDataModule(L.LightningDataModule):
             raise ValueError(f"num_views={num_views} leaves no target view beside {num_input_views} inputs and "
                              "target_has_input is false")
         self.data_dir = Path(data_dir)
-        self.lists = {"train": train_list, "val": val_list, "test": test_list or val_list}
+        self.lists = {"train": train_list, "val": val_list, "test": test_list}  # no test list: no test split
         # read by the GS-LRM system (interpolated from the data config)
         self.num_input_views, self.target_has_input = num_input_views, target_has_input
         self.batch_size, self.num_workers = batch_size_per_gpu, num_workers
@@ -65,6 +66,8 @@ class MultiViewDataModule(L.LightningDataModule):
 
     def list_path(self, split: str) -> Path:
         """A list given relative is taken relative to ``data_dir``."""
+        if not self.lists[split]:
+            raise InputError(self.data_dir, f"has no {split} list (data.{split}_list is null)")
         path = Path(self.lists[split])
         return path if path.is_absolute() else self.data_dir / path
 
