@@ -13,7 +13,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from facelift.checkpoint_io import AtomicCheckpointIO
-from facelift.config_check import check_train_config, overwritten_choices
+from facelift.config_check import (check_device, check_train_config, check_train_data, check_train_files,
+                                   overwritten_choices)
 from facelift.errors import InputError
 from facelift.weights import require_complete
 
@@ -61,8 +62,11 @@ def build_trainer(cfg: DictConfig, **overrides) -> L.Trainer:
 def train(cfg: DictConfig) -> float | None:
     """Fit ``cfg.model`` (a LightningModule) on ``cfg.data`` (a LightningDataModule); returns the monitored metric."""
     check_train_config(cfg)  # before any work: a value that cannot work costs one line, not minutes
-    if HydraConfig.initialized():  # a Hydra run (tests call train() on composed configs too)
-        hc = HydraConfig.get()
+    hc = HydraConfig.get() if HydraConfig.initialized() else None  # None: tests call train() on composed configs
+    check_device(cfg, dict(hc.runtime.choices) if hc else {})
+    check_train_files(cfg)
+    check_train_data(cfg)
+    if hc:
         note = overwritten_choices(cfg, hc.job.config_name, list(hc.overrides.task))
         if note:
             log.warning(note)

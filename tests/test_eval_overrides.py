@@ -3,9 +3,12 @@ names the list it scored. On the tiny random checkpoint of test_evaluation (5 sa
 
 import csv
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
+from conftest import REPO
 from test_evaluation import INPUTS, run_eval, tiny_setup  # noqa: F401  (tiny_setup: the fixture)
 from test_gslrm_training import compose_config
 
@@ -68,3 +71,14 @@ def test_a_folder_given_as_ckpt_is_called_a_folder_and_its_last_checkpoint_named
     with pytest.raises(InputError, match="is a folder, not a checkpoint") as err:
         load_system(tmp_path / "run", torch.device("cpu"))
     assert str(err.value).endswith(f"ckpt={tmp_path / 'run' / 'checkpoints' / 'last.ckpt'}")
+
+
+@pytest.mark.slow
+def test_a_bad_sample_met_in_a_dataloader_worker_is_one_line(tiny_setup, tmp_path):  # noqa: F811
+    """More views asked than a sample holds, read by 2 worker processes: the dataset's own line, no traceback."""
+    run = subprocess.run([sys.executable, "eval.py", f"ckpt={tiny_setup / 'tiny.ckpt'}", "split=test",
+                          "data.num_views=12", "num_workers=2", "batch_size=2", "metrics.lpips=false",
+                          f"paths.log_dir={tmp_path}"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr[-2000:]
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: {tiny_setup / 'six' / 'animal_'}") and "12" in last, last
