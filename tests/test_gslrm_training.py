@@ -244,7 +244,8 @@ def test_a_missing_weight_file_is_one_sentence(tmp_path):
                          cwd=REPO, capture_output=True, text=True, timeout=300)
     assert run.returncode == 2 and "Traceback" not in run.stderr
     last = run.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: VGG19 weights for the perceptual loss not found at") and str(tmp_path) in last
+    assert last.startswith("error: loss.vgg19_weights: MatConvNet's ImageNet VGG19 (the perceptual loss) not found at "
+                           f"{tmp_path / 'vgg19' / 'imagenet-vgg-verydeep-19.mat'}; download ")
 
 
 def test_eval_refuses_what_is_not_a_training_checkpoint(tmp_path):
