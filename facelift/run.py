@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from pathlib import Path
 
 import hydra
@@ -44,6 +45,37 @@ class ValidateAtEnd(L.Callback):
             trainer.should_stop = True
 
 
+class _DropLitLoggerTip(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip: For seamless cloud logging")
+
+
+_LIT_LOGGER_TIP = _DropLitLoggerTip()
+
+
+def quiet_lightning() -> None:
+    """Silence two notices a user can do nothing about, each by its own message where it starts (nothing else):
+    Lightning 2.6's advertisement for its cloud logger, printed whatever logger a run chose, and torch 2.14's
+    FutureWarning on the ``LeafSpec()`` that Lightning's CombinedLoader builds around every DataLoader (Lightning's
+    code, not ours; drop this once Lightning builds leaves with ``treespec_leaf``)."""
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_LIT_LOGGER_TIP)
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+                            category=FutureWarning, module=r"lightning\.pytorch\.utilities\._pytree")
+
+
+def metrics_location(logger) -> str | None:
+    """Where a Lightning logger keeps this run's metrics: its folder (csv, tensorboard), or wandb's run folder with
+    its URL (an offline run: the folder to ``wandb sync``)."""
+    if getattr(logger, "log_dir", None):
+        return str(logger.log_dir)
+    run = getattr(logger, "experiment", None)
+    if run is None or not getattr(run, "dir", None):
+        return None
+    folder = Path(run.dir).parent  # <save_dir>/wandb/<run>/ (files/ inside)
+    return f"{folder} (wandb, offline: wandb sync {folder})" if getattr(run, "offline", False) else \
+        f"{folder} (wandb: {run.url})"
+
+
 def instantiate_list(node: DictConfig | None) -> list:
     """Instantiate every ``_target_`` child of a config group such as ``callbacks`` or ``logger``."""
     if not node:
@@ -81,8 +113,12 @@ def train(cfg: DictConfig) -> float | None:
     # plain containers: the data module's hyper-parameters go into checkpoints, which load with weights_only=True
     datamodule: L.LightningDataModule = hydra.utils.instantiate(cfg.data, _convert_="all")
     model: L.LightningModule = hydra.utils.instantiate(cfg.model)
+    quiet_lightning()
     trainer = build_trainer(cfg)
     log.info("run directory: %s (resolved config in .hydra/config.yaml)", out)
+    params = [p for p in model.parameters()]  # Lightning's summary table is off: it prints "FLOPs 0" without an input
+    log.info("model: %s, %.3g M parameters (%.3g M trainable)", type(model).__name__,
+             sum(p.numel() for p in params) / 1e6, sum(p.numel() for p in params if p.requires_grad) / 1e6)
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if trainer.is_global_zero:
@@ -91,8 +127,8 @@ def train(cfg: DictConfig) -> float | None:
         log.info("checkpoints: %s  (resume: ckpt_path=%s; evaluate: python eval.py ckpt=%s)", ckpt_dir,
                  ckpt_dir / "last.ckpt", ckpt_dir / "last.ckpt")
         for lg in trainer.loggers:
-            if getattr(lg, "log_dir", None):
-                log.info("metrics log: %s", lg.log_dir)
+            if metrics_location(lg):
+                log.info("metrics log: %s", metrics_location(lg))
     return optimized_value(cfg.get("optimized_metric"), metrics)
 
 

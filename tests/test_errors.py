@@ -44,3 +44,12 @@ def test_an_unset_mandatory_key_is_one_line_with_the_usage(capsys):
         main(OmegaConf.create({"ckpt": "???", "split": "val"}))
     assert done.value.code == 2
     assert capsys.readouterr().err == "error: ckpt=???: must be given on the command line (add KEY=VALUE)\n"
+
+
+def test_dataloader_workers_are_at_most_the_cores_available(monkeypatch):
+    import os
+
+    from facelift.data.datamodule import usable_workers
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})  # a 2-core machine
+    assert [usable_workers(n) for n in (0, 1, 2, 10)] == [0, 1, 2, 2]

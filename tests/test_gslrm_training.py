@@ -76,6 +76,31 @@ def test_default_job_makes_its_data_trains_and_says_where_things_are(default_run
     assert "checkpoints:" in console and "metrics log:" in console and "it/s" in console  # where things are; bar
 
 
+def test_the_default_job_prints_no_warning_a_user_cannot_act_on(default_run):
+    """Lightning's cloud-logger tip, torch's pytree FutureWarning (from Lightning's loader), the summary's "FLOPs 0"
+    and torch's too-many-workers warning are gone; the parameter count is one line."""
+    console = (default_run / "console.txt").read_text()
+    for noise in ("Tip:", "litlogger", "LeafSpec", "FLOPs", "worker processes", "Warning", "deprecated"):
+        assert noise not in console, noise
+    assert re.search(r"model: GSLRMSystem, 0\.19\d M parameters \(0\.19\d M trainable\)", console)
+
+
+def test_every_logger_names_where_its_metrics_are(tmp_path):
+    from lightning.pytorch.loggers import WandbLogger
+
+    from facelift.run import metrics_location
+
+    wandb = WandbLogger(save_dir=str(tmp_path), offline=True, project="t")
+    try:
+        where = metrics_location(wandb)
+        folder = next((tmp_path / "wandb").glob("offline-run-*"))
+        assert where == f"{folder} (wandb, offline: wandb sync {folder})"
+    finally:
+        wandb.experiment.finish()
+    csv_dir = metrics_location(L.pytorch.loggers.CSVLogger(str(tmp_path), name="csv", version=""))
+    assert Path(csv_dir) == tmp_path / "csv"
+
+
 def test_resume_continues_the_step_count(default_run, tmp_path):
     last = default_run / "checkpoints" / "last.ckpt"
     cfg = compose_config("train", tmp_path, f"paths.data_dir={default_run.parents[1] / 'data'}",

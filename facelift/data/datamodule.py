@@ -6,6 +6,7 @@ Instantiated from ``conf/data/*.yaml``; every argument is a key there (documente
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -21,6 +22,13 @@ from facelift.errors import InputError
 from facelift.views import Views
 
 log = logging.getLogger("facelift")
+
+
+def usable_workers(asked: int) -> int:
+    """At most one DataLoader worker per core this process may run on: more only queue for the same cores (and
+    torch warns about them), so ``num_workers: 10`` means 10 on a large machine and 2 on a 2-core one."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(asked, cores)
 
 
 class MultiViewDataModule(L.LightningDataModule):
@@ -83,9 +91,9 @@ class MultiViewDataModule(L.LightningDataModule):
             self.dataset(split)
 
     def _loader(self, split: str) -> DataLoader:
+        workers = usable_workers(self.num_workers)
         return DataLoader(self.dataset(split), batch_size=self.batch_size, shuffle=split == "train",
-                          num_workers=self.num_workers, collate_fn=Views.collate,
-                          persistent_workers=self.num_workers > 0,
+                          num_workers=workers, collate_fn=Views.collate, persistent_workers=workers > 0,
                           pin_memory=torch.cuda.is_available())  # page-locked batches upload asynchronously
 
     def train_dataloader(self) -> DataLoader:

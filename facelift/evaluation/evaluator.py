@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from facelift.atomic import write_json
 from facelift.config_check import check_views
-from facelift.data.datamodule import MultiViewDataModule
+from facelift.data.datamodule import MultiViewDataModule, usable_workers
 from facelift.errors import ConfigError, InputError
 from facelift.evaluation.plot import plot_psnr
 from facelift.evaluation.report import ViewRecord, aggregate, batch_records, record_json, write_aggregates, write_records_csv
@@ -112,7 +112,7 @@ def evaluate(cfg: DictConfig) -> dict:
     count = len(dataset) if cfg.limit_samples is None else min(cfg.limit_samples, len(dataset))
     if count == 0:
         raise InputError(datamodule.list_path(cfg.split), "lists no sample to evaluate")
-    workers = min(cfg.num_workers, math.ceil(count / cfg.batch_size))  # a worker without a batch is startup lost
+    workers = min(usable_workers(cfg.num_workers), math.ceil(count / cfg.batch_size))  # idle workers: startup lost
     loader = DataLoader(Subset(dataset, range(count)), batch_size=cfg.batch_size, shuffle=False,
                         num_workers=workers, collate_fn=Views.collate,
                         pin_memory=device.type == "cuda")  # page-locked batches upload asynchronously
