@@ -82,3 +82,14 @@ def test_a_bad_sample_met_in_a_dataloader_worker_is_one_line(tiny_setup, tmp_pat
     assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr[-2000:]
     last = run.stderr.strip().splitlines()[-1]
     assert last.startswith(f"error: {tiny_setup / 'six' / 'animal_'}") and "12" in last, last
+
+
+def test_turntable_frames_are_the_models_image_size_unless_asked(tiny_setup):  # noqa: F811
+    import imageio_ffmpeg
+
+    for name, extra, side in (("tt_default", [], 32), ("tt_asked", ["turntable.size=48"], 48)):
+        run = run_eval(tiny_setup, name, "turntable.frames=2", "renders=1", "ply=false", "num_workers=0", *extra)
+        (video,) = (run / "samples").glob("*/turntable.mp4")
+        reader = imageio_ffmpeg.read_frames(str(video))
+        assert tuple(next(reader)["size"]) == (side, side)  # the 32 px data of the tiny checkpoint, or as asked
+        reader.close()

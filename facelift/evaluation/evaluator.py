@@ -205,5 +205,6 @@ def _save_sample(folder: Path, rec: Reconstruction, b: int, cfg: DictConfig, pru
     if cfg.ply:
         files.submit(save_ply, folder / "gaussians.ply", gaussians.to("cpu"))
     if cfg.turntable.frames > 0:  # rendered here, on the device the next batch waits for
-        save_turntable(folder / "turntable.mp4", gaussians, cfg.turntable.frames, cfg.turntable.size,
+        size = cfg.turntable.size or rec.inputs.images.shape[-1]  # the model's views: a 32 px model, 32 px frames
+        save_turntable(folder / "turntable.mp4", gaussians, cfg.turntable.frames, size,
                        cfg.turntable.fps, cfg.turntable.crf, background=1.0, backend=cfg.render_backend)
