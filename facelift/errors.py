@@ -39,17 +39,18 @@ class ConfigError(Exception):
 
 
 def exit_on_user_error(main):
-    """Wrap a CLI entry point ``main(cfg)``: a mandatory key left unset (``???``) or a user error prints one line on
+    """Wrap a CLI entry point (``main(cfg)`` of Hydra, or an argparse ``main()``): a mandatory key left unset (``???``) or a user error prints one line on
     stderr and exits with status 2; a run folder that holds nothing of the run yet is removed (an error during
     set-up leaves no empty run behind)."""
 
     @functools.wraps(main)
-    def wrapper(cfg: DictConfig, *args, **kwargs):
+    def wrapper(*args, **kwargs):
         try:
+            cfg = args[0] if args else None  # a Hydra entry point's config; scripts with argparse pass none
             missing = sorted(OmegaConf.missing_keys(cfg)) if isinstance(cfg, DictConfig) else []
             if missing:
                 raise ConfigError(missing[0], "???", f"must be given on the command line ({_usage(main)})")
-            return main(cfg, *args, **kwargs)
+            return main(*args, **kwargs)
         except Exception as err:  # noqa: BLE001 - only user errors are caught; anything else is re-raised
             user_error = _user_error_in(err)
             if user_error is None:

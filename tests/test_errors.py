@@ -53,3 +53,13 @@ def test_dataloader_workers_are_at_most_the_cores_available(monkeypatch):
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})  # a 2-core machine
     assert [usable_workers(n) for n in (0, 1, 2, 10)] == [0, 1, 2, 2]
+
+
+def test_an_argparse_script_without_a_config_is_wrapped_too(capsys):
+    @exit_on_user_error
+    def main():
+        raise InputError("raw", "source folder not found")
+
+    with pytest.raises(SystemExit) as done:
+        main()
+    assert done.value.code == 2 and capsys.readouterr().err == "error: raw: source folder not found\n"
