@@ -22,17 +22,25 @@ from facelift.weights import require_complete
 log = logging.getLogger("facelift")
 
 
-def register_resolvers(repo_root: Path | None = None) -> None:
+def repository_root() -> str:
+    """The checkout holding ``conf/`` (the package's parent in an editable install), else the working directory."""
+    root = Path(__file__).resolve().parents[1]
+    return str(root if (root / "conf").is_dir() else Path.cwd())
+
+
+def register_resolvers(root: Path | None = None) -> None:
     """Resolvers the configs use; idempotent so entry points and tests can call it freely.
 
-    ``${repo_root:}`` is the checkout (the folder of the entry point that calls this, else the one holding the
-    ``facelift`` package). Hydra's ``${hydra:runtime.cwd}`` cannot stand in for it: Hydra resolves ``hydra.sweep.dir``
-    before it knows its runtime, so a multirun (``-m``) whose paths lead there stops at start-up; and the cwd is not
-    the checkout when a command is typed elsewhere."""
+    ``${facelift_root:}`` is the checkout: ``root`` (train.py and eval.py pass their own folder, which holds the
+    ``conf/`` Hydra reads), else `repository_root`. Not ``${hydra:runtime.cwd}``: Hydra resolves ``hydra.sweep.dir``
+    before its runtime node exists, so a multirun (``-m``) whose paths lean on it stops with a traceback; and the cwd
+    is not the checkout when a command is typed elsewhere."""
     if not OmegaConf.has_resolver("join"):
         OmegaConf.register_new_resolver("join", lambda xs: "_".join(str(x) for x in xs) if xs else "run")
-    root = str((repo_root or Path(__file__).resolve().parents[1]).resolve())
-    OmegaConf.register_new_resolver("repo_root", lambda: root, replace=True)
+    if root is not None or not OmegaConf.has_resolver("facelift_root"):
+        folder = str(Path(root).resolve()) if root is not None else None
+        OmegaConf.register_new_resolver("facelift_root", (lambda: folder) if folder else repository_root,
+                                        replace=True)
 
 
 class ValidateAtEnd(L.Callback):

@@ -183,3 +183,20 @@ def test_missing_data_names_the_list_expected_and_the_command_that_makes_it(tmp_
     assert f"python scripts/prepare_mouse_data.py --src {tmp_path / 'data' / 'mouse_study' / 'raw'} --dst {prepared}" \
         in str(err.value)
     check_train_data(compose_config("train", tmp_path))  # the default job makes its set on first use
+
+
+def test_paths_root_dir_is_the_checkout_from_any_working_directory(tmp_path, monkeypatch):
+    """The sweep line crashed resolving ${hydra:runtime.cwd} in hydra.sweep.dir; the root must not need Hydra."""
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from facelift.run import register_resolvers
+
+    checkout = Path(__file__).resolve().parents[1]  # this test file sits in <checkout>/tests/
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FACELIFT_ROOT", raising=False)
+    register_resolvers()
+    paths = OmegaConf.create({"paths": OmegaConf.load(checkout / "conf" / "paths" / "default.yaml")}).paths
+    assert Path(paths.root_dir) == checkout
+    assert Path(paths.log_dir) == checkout / "outputs"
