@@ -124,7 +124,7 @@ def train(cfg: DictConfig) -> float | None:
     quiet_lightning()
     trainer = build_trainer(cfg)
     log.info("run directory: %s (resolved config in .hydra/config.yaml)", out)
-    params = [p for p in model.parameters()]  # Lightning's summary table is off: it prints "FLOPs 0" without an input
+    params = list(model.parameters())  # Lightning's summary table is off: it prints "FLOPs 0" without an input
     log.info("model: %s, %.3g M parameters (%.3g M trainable)", type(model).__name__,
              sum(p.numel() for p in params) / 1e6, sum(p.numel() for p in params if p.requires_grad) / 1e6)
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
