@@ -1,12 +1,14 @@
 """Evaluate a trained GS-LRM: `python eval.py ckpt=PATH [split=val|test] [key=value ...]` (see conf/eval.yaml)."""
 
+from pathlib import Path
+
 import hydra
 from omegaconf import DictConfig
 
 from facelift.errors import exit_on_user_error
 from facelift.run import register_resolvers
 
-register_resolvers()
+register_resolvers(Path(__file__).resolve().parent)  # ${facelift_root:}: this checkout, from any cwd
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")

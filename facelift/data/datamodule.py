@@ -6,6 +6,7 @@ Instantiated from ``conf/data/*.yaml``; every argument is a key there (documente
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -17,9 +18,17 @@ from facelift.data.multiview import MultiViewDataset, PhotometricAugmentation
 from facelift.data.rig import RigNormalization
 from facelift.data.sample_folder import read_file_list
 from facelift.data.synthetic.blob_scenes import write_dataset
+from facelift.errors import InputError
 from facelift.views import Views
 
 log = logging.getLogger("facelift")
+
+
+def usable_workers(asked: int) -> int:
+    """At most one DataLoader worker per core this process may run on: more only queue for the same cores (and
+    torch warns about them), so ``num_workers: 10`` means 10 on a large machine and 2 on a 2-core one."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(asked, cores)
 
 
 class MultiViewDataModule(L.LightningDataModule):
@@ -38,7 +47,7 @@ class MultiViewDataModule(L.LightningDataModule):
             raise ValueError(f"num_views={num_views} leaves no target view beside {num_input_views} inputs and "
                              "target_has_input is false")
         self.data_dir = Path(data_dir)
-        self.lists = {"train": train_list, "val": val_list, "test": test_list or val_list}
+        self.lists = {"train": train_list, "val": val_list, "test": test_list}  # no test list: no test split
         # read by the GS-LRM system (interpolated from the data config)
         self.num_input_views, self.target_has_input = num_input_views, target_has_input
         self.batch_size, self.num_workers = batch_size_per_gpu, num_workers
@@ -65,6 +74,8 @@ class MultiViewDataModule(L.LightningDataModule):
 
     def list_path(self, split: str) -> Path:
         """A list given relative is taken relative to ``data_dir``."""
+        if not self.lists[split]:
+            raise InputError(self.data_dir, f"has no {split} list (data.{split}_list is null)")
         path = Path(self.lists[split])
         return path if path.is_absolute() else self.data_dir / path
 
@@ -80,9 +91,9 @@ class MultiViewDataModule(L.LightningDataModule):
             self.dataset(split)
 
     def _loader(self, split: str) -> DataLoader:
+        workers = usable_workers(self.num_workers)
         return DataLoader(self.dataset(split), batch_size=self.batch_size, shuffle=split == "train",
-                          num_workers=self.num_workers, collate_fn=Views.collate,
-                          persistent_workers=self.num_workers > 0,
+                          num_workers=workers, collate_fn=Views.collate, persistent_workers=workers > 0,
                           pin_memory=torch.cuda.is_available())  # page-locked batches upload asynchronously
 
     def train_dataloader(self) -> DataLoader:
