@@ -31,18 +31,21 @@ from facelift.data.camera_json import CAMERA_FILE, read_camera_file
 from facelift.data.image_ops import square_padding
 from facelift.data.multiview import MultiViewDataset
 from facelift.data.rig import RigNormalization, normalize_rig
-from facelift.errors import InputError
+from facelift.errors import ConfigError, InputError
 from facelift.gaussians import GaussianFilter, Gaussians, save_ply
 from facelift.image_io import image_grid, to_uint8, write_image
 from facelift.models.gslrm import GSLRM, GSLRMConfig
 from facelift.models.gslrm.checkpoint import load_gslrm as load_gslrm_file
 from facelift.models.mvdiffusion import MVDiffusionPipeline, load_pipeline
-from facelift.preprocess import Preprocessor, PreprocessSettings
+from facelift.models.mvdiffusion.loading import HOW_TO_GET as MVDIFFUSION_HOW_TO_GET
+from facelift.models.mvdiffusion.loading import PROMPT_EMBEDS_HOW_TO_GET
+from facelift.preprocess import (Preprocessor, PreprocessSettings, face_detector_problem, needs_background_model,
+                                 u2net_model)
 from facelift.render import render
 from facelift.render.turntable import orbit_cameras, ring_cameras, turntable_chunks
 from facelift.stages import BackgroundWrites, StageClock, resolve_device
 from facelift.views import Views
-from facelift.weights import require_file, sha256_of
+from facelift.weights import WeightPath, raise_if_missing, sha256_of
 
 log = logging.getLogger("facelift")
 
@@ -52,8 +55,11 @@ FACELIFT_AZIMUTHS_DEG = (180.0, 225.0, 270.0, 315.0, 0.0, 90.0)  # utils_folder/
 # PNGs are written on helper threads while the GPU goes on; at zlib level 6 a busy 3072x512 picture outlasted the GPU
 # work (output.png of random weights on the H100 host: 1.1 s at level 6, 0.3 s at level 1)
 write_png = partial(write_image, png_compress_level=1)
-GSLRM_HOW_TO_GET = ("download FaceLift's checkpoints/gslrm/ckpt_0000000000021125.pt from the Hugging Face repo "
-                    "wlyu/OpenFaceLift there, or point gslrm.ckpt at a checkpoint written by train.py")
+GSLRM_FILE = "ckpt_0000000000021125.pt"  # FaceLift's released GS-LRM checkpoint
+GSLRM_HOW_TO_GET = (f"download FaceLift's checkpoints/gslrm/{GSLRM_FILE} from the Hugging Face repo wlyu/OpenFaceLift "
+                    "there, or point gslrm.ckpt at a checkpoint written by train.py")
+UNET_DIR_HOW_TO_GET = ("point mvdiffusion.unet_dir at the unet/ folder a train.py run exported (<run>/unet), or set "
+                       "it to null to use <mvdiffusion.ckpt>/unet")
 
 
 # ----------------------------------------------------------------------------------------- rigs
@@ -123,8 +129,52 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype:
 
 def _check_random(allowed: bool, key: str) -> None:
     if not allowed:
-        raise ValueError(f"{key} builds a model with RANDOM weights; set allow_random_init=true to mean it "
-                         "(tests and benchmarks only)")
+        raise ConfigError("allow_random_init", "false", f"{key} builds a model with RANDOM weights; add "
+                          "allow_random_init=true to mean it (tests and benchmarks only)")
+
+
+def gslrm_weights(cfg: DictConfig) -> WeightPath:
+    """The GS-LRM checkpoint ``cfg.ckpt`` (download advice only where the path names FaceLift's file)."""
+    return WeightPath("GS-LRM checkpoint", cfg.ckpt, GSLRM_HOW_TO_GET, "gslrm.ckpt", expected_name=GSLRM_FILE)
+
+
+def mvdiffusion_weights(cfg: DictConfig) -> list[WeightPath]:
+    """The MVDiffusion pipeline folder, its prompt embeddings and, when set, the UNet folder used instead."""
+    weights = [WeightPath("MVDiffusion pipeline folder", cfg.ckpt, MVDIFFUSION_HOW_TO_GET, "mvdiffusion.ckpt",
+                          folder=True, expected_name="pipeckpts"),
+               WeightPath("MVDiffusion per-view prompt embeddings", cfg.prompt_embeds, PROMPT_EMBEDS_HOW_TO_GET,
+                          "mvdiffusion.prompt_embeds", expected_name="clr_embeds.pt")]
+    if cfg.unet_dir:
+        weights.append(WeightPath("MVDiffusion UNet folder", cfg.unet_dir, UNET_DIR_HOW_TO_GET,
+                                  "mvdiffusion.unet_dir", folder=True))
+    return weights
+
+
+def check_run(cfg: DictConfig, items: list[tuple[str, Path]]) -> None:
+    """Before any model loads: random weights only when asked for explicitly, and every weight the inputs will
+    use present; all the missing ones are named in one message (a newcomer learns everything in one run)."""
+    photos = [path for kind, path in items if kind == "image"]  # sample folders skip MVDiffusion and preprocessing
+    for key in ("gslrm.random", "mvdiffusion.random"):
+        if OmegaConf.select(cfg, key) is not None and (key.startswith("gslrm") or photos):
+            _check_random(cfg.allow_random_init, key)
+    weights = [gslrm_weights(cfg.gslrm)] if cfg.gslrm.get("random") is None else []
+    if photos and cfg.mvdiffusion.get("random") is None:
+        weights += mvdiffusion_weights(cfg.mvdiffusion)
+    settings = preprocess_settings(cfg)
+    if any(needs_background_model(path, settings) for path in photos):
+        weights.append(u2net_model(settings.u2net_home))
+    problems = [problem for weight in weights if (problem := weight.problem()) is not None]
+    if photos and settings.crop == "face" and (problem := face_detector_problem()) is not None:
+        problems.append(problem)
+    raise_if_missing(problems)
+
+
+def preprocess_settings(cfg: DictConfig) -> PreprocessSettings:
+    return PreprocessSettings(size=cfg.image_size, crop=cfg.rig.crop if cfg.auto_crop else "none",
+                              background=cfg.background, u2net_home=cfg.paths.u2net_home,
+                              mask_threshold=cfg.mask_threshold, face_min_confidence=cfg.face_min_confidence,
+                              foreground_fraction=cfg.rig.foreground_fraction, max_side=cfg.max_input_side,
+                              min_side=cfg.min_input_side)
 
 
 def load_gslrm(cfg: DictConfig, allow_random_init: bool) -> tuple[GSLRM, dict]:
@@ -137,7 +187,7 @@ def load_gslrm(cfg: DictConfig, allow_random_init: bool) -> tuple[GSLRM, dict]:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             return GSLRM(config).eval(), {"random": True, "config": asdict(config)}
-    path = require_file(cfg.ckpt, "GS-LRM checkpoint", GSLRM_HOW_TO_GET)
+    path = gslrm_weights(cfg).require()
     net, layout = load_gslrm_file(path, gradient_checkpointing=False, attention_backend=cfg.attention_backend)
     return net, {"path": str(path), "sha256": sha256_of(path), "layout": layout, "config": asdict(net.config)}
 
@@ -173,12 +223,7 @@ class InferenceRunner:
         self.load_seconds = {"gslrm": round(time.perf_counter() - start, 3)}
         self._mvdiffusion: MVDiffusionPipeline | None = None  # loaded for the first photo only
         self._rig: tuple[Cameras, dict] | None = None
-        crop = cfg.rig.crop if cfg.auto_crop else "none"
-        self.preprocessor = Preprocessor(PreprocessSettings(
-            size=cfg.image_size, crop=crop, background=cfg.background, u2net_home=cfg.paths.u2net_home,
-            mask_threshold=cfg.mask_threshold, face_min_confidence=cfg.face_min_confidence,
-            foreground_fraction=cfg.rig.foreground_fraction, max_side=cfg.max_input_side,
-            min_side=cfg.min_input_side), self.device)
+        self.preprocessor = Preprocessor(preprocess_settings(cfg), self.device)
         self.filter = GaussianFilter.from_mapping(OmegaConf.to_container(cfg.filter, resolve=True))
         t = cfg.turntable
         self.orbit = orbit_cameras(t.frames, t.size, radius=t.radius, elevation_deg=t.elevation_deg,
@@ -339,8 +384,12 @@ def output_names(items: list[tuple[str, Path]]) -> list[str]:
 def run_inference(cfg: DictConfig) -> list[dict]:
     """Process every input of ``cfg.input``; returns the summaries. A single input's problem raises its
     `InputError`; a folder carries on past bad inputs and raises one `InputError` listing them at the end."""
+    if OmegaConf.is_missing(cfg, "input"):
+        raise ConfigError("input", "???", "no input given; add input=PATH (a photo, a folder of photos and/or sample "
+                                          "folders, or one sample folder)")
     source, out_root = Path(cfg.input), Path(cfg.output_dir)
     items = list_inputs(source)
+    check_run(cfg, items)
     single = source.is_file() or (source / CAMERA_FILE).is_file()  # not a folder of inputs
     runner = InferenceRunner(cfg)
     summaries, failures = [], []
