@@ -15,6 +15,7 @@ import logging
 import platform
 import time
 from dataclasses import asdict, replace
+from contextlib import nullcontext
 from functools import partial
 from importlib import metadata
 from pathlib import Path
@@ -154,6 +155,8 @@ def check_run(cfg: DictConfig, items: list[tuple[str, Path]]) -> None:
     """Before any model loads: random weights only when asked for explicitly, and every weight the inputs will
     use present; all the missing ones are named in one message (a newcomer learns everything in one run)."""
     photos = [path for kind, path in items if kind == "image"]  # sample folders skip MVDiffusion and preprocessing
+    if cfg.turntable.frames < 0:
+        raise ConfigError("turntable.frames", cfg.turntable.frames, "must be >= 0 (0: no turntable.mp4)")
     for key in ("gslrm.random", "mvdiffusion.random"):
         if OmegaConf.select(cfg, key) is not None and (key.startswith("gslrm") or photos):
             _check_random(cfg.allow_random_init, key)
@@ -295,7 +298,8 @@ class InferenceRunner:
         cfg, backend, t = self.cfg, self.cfg.render_backend, self.cfg.turntable
         files.submit(clock.timed, "multiview_png", write_png, out / "multiview.png", image_grid(views.images[0]))
         # ffmpeg starts now, while GS-LRM runs; it encodes each turntable chunk while the next one renders
-        with Mp4Stream(out / "turntable.mp4", t.size, t.size, t.fps, t.crf) as video:
+        video = Mp4Stream(out / "turntable.mp4", t.size, t.size, t.fps, t.crf) if t.frames > 0 else None
+        with video or nullcontext():
             with clock("gslrm"):
                 predicted = self.reconstruct(views)  # [1, N]
             with clock("filter"):
@@ -307,11 +311,12 @@ class InferenceRunner:
                 files.submit(clock.timed, "ply", save_ply, out / "gaussians.ply", gaussians.to("cpu"))
                 rgb = render(gaussians, views.cameras.to(self.device), 1.0, backend).rgb[0]  # [V, 3, S, S]
                 files.submit(clock.timed, "output_png", write_png, out / "output.png", image_grid(rgb))
-            with clock("turntable_render"):  # includes handing each chunk of frames to the encoder
-                for frames in turntable_chunks(gaussians, self.orbit, 1.0, backend):  # [<=16, 3, T, T]
-                    video.add(frames)
-            with clock("mp4"):  # the encoder finishing the frames it still holds
-                video.finish()
+            if video is not None:  # turntable.frames=0: no video at all
+                with clock("turntable_render"):  # includes handing each chunk of frames to the encoder
+                    for frames in turntable_chunks(gaussians, self.orbit, 1.0, backend):  # [<=16, 3, T, T]
+                        video.add(frames)
+                with clock("mp4"):  # the encoder finishing the frames it still holds
+                    video.finish()
         with clock("write_wait"):  # the PNGs and PLY still being written on the helper threads
             files.wait()  # a failed write raises here
         clock.stop()
@@ -322,7 +327,8 @@ class InferenceRunner:
             "timings_s": clock.seconds, "writes_s": clock.background, "ended_at_s": clock.ended_at,
             "model_load_s": dict(self.load_seconds), "checkpoints": dict(self.checkpoints),
             "settings": settings_of(cfg), "environment": environment(self.device, self.dtype),
-            "outputs": ["input.png", "multiview.png", "output.png", "gaussians.ply", "turntable.mp4", "summary.json"]}
+            "outputs": ["input.png", "multiview.png", "output.png", "gaussians.ply",
+                        *(["turntable.mp4"] if video is not None else []), "summary.json"]}
         summary = json.loads(json.dumps(summary))  # what the file holds (tuples become lists)
         write_json(out / "summary.json", summary)
         return summary

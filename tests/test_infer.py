@@ -23,7 +23,7 @@ from PIL import Image
 from facelift.data.camera_json import read_camera_file
 from facelift.data.sample_folder import write_sample
 from facelift.data.synthetic.blob_scenes import make_sample
-from facelift.errors import InputError, MissingWeightsError
+from facelift.errors import ConfigError, InputError
 from facelift.gaussians import load_ply
 from facelift.image_io import read_image, write_image
 from facelift.models.gslrm import GSLRM, GSLRMConfig
@@ -144,6 +144,17 @@ def test_sample_folder_with_a_trained_checkpoint(tmp_path):
     on_white = first_view[:3] * first_view[3:] + 1 - first_view[3:]
     small = torch.nn.functional.interpolate(on_white[None], size=64, mode="bilinear", antialias=True)[0]
     assert (read_image(tmp_path / "out" / "sample_000" / "input.png") - small).abs().mean() < 0.01
+
+
+def test_no_turntable_frames_no_video(tmp_path):
+    cfg = infer_cfg(tmp_path, f"input={SAMPLE / 'gslrm' / 'sample_000'}", "turntable.frames=0", *TINY)
+    summary, = run_inference(cfg)
+    folder = tmp_path / "out" / "sample_000"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(set(OUTPUTS) - {"turntable.mp4"})
+    assert summary["outputs"] == [name for name in OUTPUTS if name != "turntable.mp4"]
+    assert not {"turntable_render", "mp4"} & set(summary["timings_s"])
+    with pytest.raises(ConfigError, match="turntable.frames=-1: must be >= 0"):
+        run_inference(infer_cfg(tmp_path, f"input={SAMPLE / 'gslrm' / 'sample_000'}", "turntable.frames=-1", *TINY))
 
 
 def test_bad_inputs_in_a_folder_are_reported_and_the_good_ones_kept(tmp_path):
