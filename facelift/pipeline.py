@@ -43,7 +43,7 @@ from facelift.models.mvdiffusion.loading import PROMPT_EMBEDS_HOW_TO_GET
 from facelift.preprocess import (Preprocessor, PreprocessSettings, face_detector_problem, needs_background_model,
                                  u2net_model)
 from facelift.render import render
-from facelift.render.turntable import orbit_cameras, ring_cameras, turntable_chunks
+from facelift.render.turntable import angle_labels, orbit_cameras, ring_cameras, turntable_chunks
 from facelift.stages import BackgroundWrites, StageClock, resolve_device
 from facelift.views import Views
 from facelift.weights import WeightPath, raise_if_missing, sha256_of
@@ -313,7 +313,9 @@ class InferenceRunner:
                 files.submit(clock.timed, "output_png", write_png, out / "output.png", image_grid(rgb))
             if video is not None:  # turntable.frames=0: no video at all
                 with clock("turntable_render"):  # includes handing each chunk of frames to the encoder
-                    for frames in turntable_chunks(gaussians, self.orbit, 1.0, backend):  # [<=16, 3, T, T]
+                    labels = angle_labels(t.frames) if t.angle_label else None
+                    for frames in turntable_chunks(gaussians, self.orbit, 1.0, backend, labels=labels):
+                        # frames: [<=16, 3, T, T]
                         video.add(frames)
                 with clock("mp4"):  # the encoder finishing the frames it still holds
                     video.finish()

@@ -175,4 +175,5 @@ def _save_sample(folder: Path, rec: Reconstruction, b: int, cfg: DictConfig, pru
         files.submit(save_ply, folder / "gaussians.ply", gaussians.to("cpu"))
     if cfg.turntable.frames > 0:  # rendered here, on the device the next batch waits for
         save_turntable(folder / "turntable.mp4", gaussians, cfg.turntable.frames, cfg.turntable.size,
-                       cfg.turntable.fps, cfg.turntable.crf, background=1.0, backend=cfg.render_backend)
+                       cfg.turntable.fps, cfg.turntable.crf, background=1.0, backend=cfg.render_backend,
+                       angle_label=cfg.turntable.angle_label)
