@@ -23,7 +23,6 @@ from pathlib import Path
 import hydra
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
-from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from facelift.atomic import write_json
@@ -44,6 +43,7 @@ from facelift.preprocess import (Preprocessor, PreprocessSettings, face_detector
                                  u2net_model)
 from facelift.render import render
 from facelift.render.turntable import angle_labels, orbit_cameras, ring_cameras, turntable_chunks
+from facelift.progress import ShownStageClock, progress
 from facelift.stages import BackgroundWrites, StageClock, resolve_device
 from facelift.views import Views
 from facelift.weights import WeightPath, raise_if_missing, sha256_of
@@ -229,6 +229,7 @@ class InferenceRunner:
         self.preprocessor = Preprocessor(preprocess_settings(cfg), self.device)
         self.filter = GaussianFilter.from_mapping(OmegaConf.to_container(cfg.filter, resolve=True))
         t = cfg.turntable
+        self.num_stages = 6 + 2 * (t.frames > 0)  # per input: preprocess or load_views, then those of the Gaussians
         self.orbit = orbit_cameras(t.frames, t.size, radius=t.radius, elevation_deg=t.elevation_deg,
                                    hfov_deg=t.hfov_deg)
 
@@ -251,7 +252,7 @@ class InferenceRunner:
 
     def image(self, path: Path, out: Path) -> dict:
         """One photo -> every output file in ``out``; returns the summary."""
-        cfg, clock = self.cfg, StageClock(self.device)
+        cfg, clock = self.cfg, ShownStageClock(self.device, path.name, self.num_stages)
         with clock("preprocess"):
             pre = self.preprocessor(path)
         self._note_preprocess_weights(pre.report.mask_source, pre.report.crop)
@@ -266,7 +267,9 @@ class InferenceRunner:
             files.submit(clock.timed, "input_png", write_png, out / "input.png", to_uint8(pre.image))
             with clock("mvdiffusion"):
                 views = pipe(pre.image, num_inference_steps=cfg.steps, guidance_scale=cfg.guidance_scale,
-                             eta=cfg.eta, seed=cfg.seed, height=self.size, width=self.size).float()  # [1, V, 3, S, S]
+                             eta=cfg.eta, seed=cfg.seed, height=self.size, width=self.size,
+                             steps_progress=partial(progress, desc="multiview", unit="step", leave=False)
+                             ).float()  # [1, V, 3, S, S]
             v = views.shape[1]
             index = torch.stack([torch.arange(v), torch.zeros(v, dtype=torch.long)], dim=-1)[None]  # [1, V, 2]
             batch = Views(views, torch.ones_like(views[:, :, :1]), cameras.to(views.device)[None],
@@ -276,7 +279,7 @@ class InferenceRunner:
 
     def sample(self, folder: Path, out: Path) -> dict:
         """One sample folder of posed views -> every output file in ``out`` (no MVDiffusion); returns the summary."""
-        clock = StageClock(self.device)
+        clock = ShownStageClock(self.device, folder.name, self.num_stages)
         with clock("load_views"):
             views, rig_info = load_sample_views(folder, self.cfg.rig, self.cfg.gslrm.input_views, self.size,
                                                 self.cfg.mask_threshold)
@@ -402,7 +405,8 @@ def run_inference(cfg: DictConfig) -> list[dict]:
     runner = InferenceRunner(cfg)
     summaries, failures = [], []
     with logging_redirect_tqdm():  # log lines above the progress bar, not through it
-        for (kind, path), name in zip(tqdm(items, desc="infer", unit="input", disable=single), output_names(items)):
+        for (kind, path), name in zip(items if single else progress(items, desc="infer", unit="input"),
+                                      output_names(items)):
             try:
                 summary = (runner.image if kind == "image" else runner.sample)(path, out_root / name)
             except InputError as err:

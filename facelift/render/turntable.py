@@ -15,6 +15,7 @@ from torch import Tensor
 from facelift.cameras import Cameras, look_at
 from facelift.gaussians import Gaussians
 from facelift.image_io import label_image
+from facelift.progress import progress
 from facelift.render.renderer import Backend, render
 
 
@@ -59,17 +60,20 @@ def turntable_chunks(gaussians: Gaussians, cameras: Cameras, background: Tensor 
                      backend: Backend = "auto", chunk: int = 16, labels: list[str] | None = None) -> Iterator[Tensor]:
     """Frames of one cloud (batch size 1) seen from ``cameras`` ``[N]``, ``chunk`` views at a time (bounded memory;
     a video encoder can take each chunk while the next renders): ``[<=chunk, 3, H, W]`` float in [0, 1], on the
-    cloud's device. ``labels``: one text per camera written into its frame's corner (e.g. `angle_labels`)."""
+    cloud's device. ``labels``: one text per camera written into its frame's corner (e.g. `angle_labels`). A
+    progress bar counts the frames (a 512² turntable of a large cloud takes minutes on a CPU)."""
     if gaussians.batch_size != 1:
         raise ValueError(f"a turntable renders one cloud; got a batch of {gaussians.batch_size}")
     if labels is not None and len(labels) != len(cameras):
         raise ValueError(f"{len(labels)} labels for {len(cameras)} turntable cameras")
     cameras = cameras.to(gaussians.means.device)
-    for i in range(0, len(cameras), chunk):
-        frames = render(gaussians, cameras[i:i + chunk][None], background, backend).rgb[0].clamp(0, 1)
-        if labels is not None:
-            frames = torch.stack([label_image(f, text) for f, text in zip(frames, labels[i:i + chunk])])
-        yield frames
+    with progress(total=len(cameras), desc="turntable", unit="frame", leave=False) as bar:
+        for i in range(0, len(cameras), chunk):
+            frames = render(gaussians, cameras[i:i + chunk][None], background, backend).rgb[0].clamp(0, 1)
+            if labels is not None:
+                frames = torch.stack([label_image(f, text) for f, text in zip(frames, labels[i:i + chunk])])
+            bar.update(len(frames))
+            yield frames
 
 
 def render_turntable(gaussians: Gaussians, cameras: Cameras, background: Tensor | float = 1.0,
