@@ -363,7 +363,7 @@ def environment(device: torch.device, dtype: torch.dtype) -> dict:
 def list_inputs(source: Path) -> list[tuple[str, Path]]:
     """``("image" | "sample", path)`` for every input ``source`` names, in sorted order."""
     if not source.exists():
-        raise InputError(source, "input not found")
+        raise InputError(source, "not found (input=)")
     if source.is_file():
         return [("image", source)]
     if (source / CAMERA_FILE).is_file():

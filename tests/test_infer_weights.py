@@ -12,7 +12,7 @@ import pytest
 from conftest import REPO, SAMPLE
 from hydra import compose, initialize_config_dir
 
-from facelift.errors import ConfigError, MissingWeightsError
+from facelift.errors import ConfigError, InputError, MissingWeightsError
 from facelift.pipeline import run_inference
 from facelift.preprocess import Preprocessor, PreprocessSettings
 
@@ -85,6 +85,9 @@ def test_random_weights_and_the_input_must_be_given(tmp_path, monkeypatch):
                               "allow_random_init=true to mean it (tests and benchmarks only)")
     with pytest.raises(ConfigError, match=r"^input=\?\?\?: no input given; add input=PATH"):
         run_inference(infer_cfg(tmp_path))
+    with pytest.raises(InputError) as err:
+        run_inference(infer_cfg(tmp_path, f"input={tmp_path / 'nowhere.png'}"))
+    assert str(err.value) == f"{tmp_path / 'nowhere.png'}: not found (input=)"
     monkeypatch.setitem(sys.modules, "facenet_pytorch", None)
     with pytest.raises(MissingWeightsError) as err:  # the preprocessor alone says the same as the start-up check
         Preprocessor(PreprocessSettings(background="threshold"))(PHOTO_RGB)
