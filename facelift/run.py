@@ -18,8 +18,18 @@ from facelift.weights import require_complete
 log = logging.getLogger("facelift")
 
 
+def repository_root() -> str:
+    """The checkout holding ``conf/`` (the package's parent in an editable install), else the working directory."""
+    root = Path(__file__).resolve().parents[1]
+    return str(root if (root / "conf").is_dir() else Path.cwd())
+
+
 def register_resolvers() -> None:
     """Resolvers the configs use; idempotent so entry points and tests can call it freely."""
+    if not OmegaConf.has_resolver("facelift_root"):
+        # Not ${hydra:runtime.cwd}: Hydra resolves hydra.sweep.dir before its runtime node exists, so a multirun
+        # whose paths lean on it stops with a traceback. The checkout's root is known without Hydra.
+        OmegaConf.register_new_resolver("facelift_root", repository_root)
     if not OmegaConf.has_resolver("join"):
         OmegaConf.register_new_resolver("join", lambda xs: "_".join(str(x) for x in xs) if xs else "run")
 

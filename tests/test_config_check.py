@@ -69,3 +69,20 @@ def test_train_py_stops_before_any_work_with_one_line(tmp_path):
                                                    "model.net.patch_size=8 (GS-LRM cuts each view into square "
                                                    "patches)")
     assert not (tmp_path / "data").exists()  # the synthetic set was not started
+
+
+def test_paths_root_dir_is_the_checkout_from_any_working_directory(tmp_path, monkeypatch):
+    """The sweep line crashed resolving ${hydra:runtime.cwd} in hydra.sweep.dir; the root must not need Hydra."""
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from facelift.run import register_resolvers
+
+    checkout = Path(__file__).resolve().parents[1]  # this test file sits in <checkout>/tests/
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FACELIFT_ROOT", raising=False)
+    register_resolvers()
+    paths = OmegaConf.create({"paths": OmegaConf.load(checkout / "conf" / "paths" / "default.yaml")}).paths
+    assert Path(paths.root_dir) == checkout
+    assert Path(paths.log_dir) == checkout / "outputs"
