@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
 from torch import Tensor
 
 from facelift.atomic import atomic_path
@@ -35,8 +35,21 @@ def read_image(path: str | Path, min_size: int = 2) -> Tensor:
     return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
 
 
+def has_alpha_channel(path: str | Path) -> bool | None:
+    """Whether the file stores an alpha channel, from its header alone (no pixels decoded); None if unreadable."""
+    try:
+        with Image.open(path) as im:
+            return _has_alpha(im)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return None
+
+
+def _has_alpha(im: Image.Image) -> bool:
+    return im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
+
+
 def _to_float_array(im: Image.Image) -> np.ndarray:  # [H, W, 3|4] float32 in [0, 1]
-    has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
+    has_alpha = _has_alpha(im)
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16/32-bit grayscale: keep the precision, then scale
         a = np.asarray(im, dtype=np.float32)
         a = a / (65535.0 if a.max() > 255 or im.mode.startswith("I;16") else 255.0)
@@ -73,6 +86,25 @@ def image_grid(*rows: Tensor) -> Tensor:
             r = torch.cat([r, r.new_ones(width - r.shape[0], *r.shape[1:])])
         lines.append(torch.cat(list(r), dim=-1))  # [3, H, V*W]
     return torch.cat(lines, dim=-2)
+
+
+def label_image(image: Tensor, text: str, height: int | None = None) -> Tensor:
+    """``image`` ``[..., 3, H, W]`` float in [0, 1] with ``text`` in white on a darkened box in its top-left corner
+    (a copy; every pixel outside the box is unchanged). ``height``: the text's pixel size (default ~1/16 of H, at
+    least 8: small on a 512² frame, still legible on a 32² one); the box is clipped to the image."""
+    h, w = image.shape[-2:]
+    size = height or max(8, round(h / 16))
+    font = ImageFont.load_default(size=size)  # Pillow's own font: no font file to find on the machine
+    pad = max(1, size // 4)
+    _, _, right, bottom = font.getbbox(text)
+    box_w, box_h = min(w, right + 2 * pad), min(h, bottom + 2 * pad)
+    ink = Image.new("L", (box_w, box_h), 0)
+    ImageDraw.Draw(ink).text((pad, pad), text, fill=255, font=font)
+    alpha = torch.from_numpy(np.asarray(ink, dtype=np.float32) / 255).to(image.device, image.dtype)  # [h', w']
+    out = image.clone()
+    box = out[..., :box_h, :box_w]
+    box.copy_(0.45 * box * (1 - alpha) + alpha)  # darkened (readable on white and on colour), text blended in white
+    return out
 
 
 def write_image(path: str | Path, image: Tensor | np.ndarray, png_compress_level: int = 6) -> Path:

@@ -20,13 +20,11 @@ import functools
 import logging
 import multiprocessing
 import random
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from torch import Tensor
-from tqdm import tqdm
 
 from facelift.atomic import write_json
 from facelift.cameras import Cameras
@@ -38,6 +36,7 @@ from facelift.data.rig_plot import plot_rigs
 from facelift.data.sample_folder import (TEST_LIST, TRAIN_LIST, VAL_LIST, check_view_count, read_file_list,
                                         read_views, write_file_list, write_sample)
 from facelift.errors import InputError
+from facelift.progress import progress
 from facelift.rigs.crop import SquareBox, animal_box, crop_views, frame_box
 
 log = logging.getLogger(__name__)
@@ -186,11 +185,11 @@ def source_split(src: Path, names: list[str]) -> dict[str, list[str]]:
 
 def _map(fn, items: list, workers: int, desc: str) -> list:
     """``fn`` over ``items`` in order, in ``workers`` processes (0: here), with a progress bar."""
-    bar = dict(desc=desc, unit="sample", total=len(items), file=sys.stdout, disable=None)
+    bar = dict(desc=desc, unit="sample", total=len(items))
     if workers <= 0:
-        return [fn(x) for x in tqdm(items, **bar)]
+        return [fn(x) for x in progress(items, **bar)]
     with multiprocessing.get_context("spawn").Pool(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-        return list(tqdm(pool.imap(fn, items, chunksize=4), **bar))
+        return list(progress(pool.imap(fn, items, chunksize=4), **bar))
 
 
 def prepare_dataset(src: Path, dst: Path, config: PrepareConfig, workers: int = 0) -> dict:

@@ -19,6 +19,7 @@ from facelift.atomic import atomic_path  # noqa: E402
 from facelift.errors import InputError  # noqa: E402
 
 VAL_KEYS = ("val/psnr", "val/psnr_novel")  # all scored views (inputs included when supervised), novel ones only
+NOT_TERMS = ("train/loss", "train/grad_norm")  # train/ keys that are not a loss term (nor are train/skipped_*)
 
 
 def read_series(metrics_csv: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -52,8 +53,11 @@ def plot_curves(runs: dict[str, str | Path], path: str | Path, title: str = "") 
     dashed: all views), learning rate (log scale: a planted spike stays readable). One legend of runs, outside."""
     fig, (loss_ax, psnr_ax, lr_ax) = plt.subplots(1, 3, figsize=(15, 4.2))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4
+    terms: set[str] = set()  # the loss terms the runs logged (train/<term>: unweighted values)
     for k, (colour, (label, metrics_csv)) in enumerate(zip(colours, runs.items())):
         series = read_series(metrics_csv)
+        terms |= {key.removeprefix("train/") for key in series if key.startswith("train/") and key not in NOT_TERMS
+                  and not key.startswith("train/skipped_")}
         if "train/loss" in series:
             steps, loss = series["train/loss"]
             loss_ax.plot(steps, smooth(loss, max(1, loss.size // 50)), color=colour)
@@ -67,12 +71,16 @@ def plot_curves(runs: dict[str, str | Path], path: str | Path, title: str = "") 
                    bbox_to_anchor=(0.86, 0.9 - 0.055 * k), frameon=False)
     psnr_ax.legend(handles=[plt.Line2D([], [], ls="-", color="k", label="novel views"),
                             plt.Line2D([], [], ls="--", color="k", label="all views")], fontsize=8, loc="lower right")
-    for ax, name, log in ((loss_ax, "training loss (smoothed)", True), (psnr_ax, "validation PSNR (dB)", False),
-                          (lr_ax, "learning rate", True)):
-        ax.set_xlabel("step")
+    loss_name = f"train/loss: weighted sum of {', '.join(sorted(terms))}" if terms else "train/loss"
+    for ax, name, y_name, log in ((loss_ax, f"training loss (smoothed)\n{loss_name}", "loss", True),
+                                  (psnr_ax, "validation PSNR", "PSNR (dB)", False),
+                                  (lr_ax, "learning rate", "learning rate", True)):
+        log = log and ax.has_data()
+        ax.set_xlabel("training step")
+        ax.set_ylabel(f"{y_name} (log scale)" if log else y_name)
         ax.set_title(name, fontsize=10)
         ax.grid(alpha=0.3)
-        if log and ax.has_data():
+        if log:
             ax.set_yscale("log")
     if title:
         fig.suptitle(title, fontsize=10)

@@ -207,4 +207,5 @@ def _save_sample(folder: Path, rec: Reconstruction, b: int, cfg: DictConfig, pru
     if cfg.turntable.frames > 0:  # rendered here, on the device the next batch waits for
         size = cfg.turntable.size or rec.inputs.images.shape[-1]  # the model's views: a 32 px model, 32 px frames
         save_turntable(folder / "turntable.mp4", gaussians, cfg.turntable.frames, size,
-                       cfg.turntable.fps, cfg.turntable.crf, background=1.0, backend=cfg.render_backend)
+                       cfg.turntable.fps, cfg.turntable.crf, background=1.0, backend=cfg.render_backend,
+                       angle_label=cfg.turntable.angle_label)
