@@ -61,7 +61,8 @@ def _choice(cfg: DictConfig, key: str, choices) -> None:
 
 
 def check_views(cfg: DictConfig, node: str = "data") -> None:
-    """``num_views`` / ``num_input_views`` / ``input_views`` of ``cfg.<node>`` (the keys it has that are not null)."""
+    """``num_views`` / ``num_input_views`` / ``input_views`` / ``holdout_views`` of ``cfg.<node>`` (the keys it has
+    that are not null)."""
     n, n_in = _int(cfg, f"{node}.num_views", 1), _int(cfg, f"{node}.num_input_views", 1)
     if n is not None and n_in is not None:
         if n_in > n:
@@ -76,6 +77,14 @@ def check_views(cfg: DictConfig, node: str = "data") -> None:
                 (n_in is not None and len(ids) != n_in):
             raise ConfigError(f"{node}.input_views", ids, f"must list {node}.num_input_views={n_in} distinct view "
                                                           "ids >= 0")
+    held = _get(cfg, f"{node}.holdout_views")
+    if held not in (_ABSENT, None):
+        ids = list(held)
+        if not all(_is_int(i) and i >= 0 for i in ids) or len(set(ids)) != len(ids):
+            raise ConfigError(f"{node}.holdout_views", ids, "must list distinct view ids >= 0")
+        if chosen not in (_ABSENT, None) and set(ids) & set(chosen):
+            raise ConfigError(f"{node}.holdout_views", ids, f"names input views ({node}.input_views="
+                                                            f"{list(chosen)}): a held-out camera is never an input")
 
 
 def check_train_config(cfg: DictConfig) -> None:

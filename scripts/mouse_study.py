@@ -2,6 +2,8 @@
 
     python scripts/mouse_study.py --out studies/mice2k --num-animals 2000 --minutes 120 --device cuda --workers 14
     python scripts/mouse_study.py --out studies/mice2k --rows scratch,norm_seed_recipe --dry-run   (print commands)
+    python scripts/mouse_study.py --out studies/mice2k --rows views_1_holdout5,views_2_holdout5,views_3_holdout5,\
+views_4_holdout5,views_5_holdout5 --max-steps 10000 --minutes 75   (the view-count ablation: equal steps)
 
 Every step is one command of this project, run in its own process and logged to OUT/logs/<step>.log; all of them
 are also written to OUT/commands.sh, so any row can be rerun by hand:
@@ -10,8 +12,10 @@ are also written to OUT/commands.sh, so any row can be rerun by hand:
      OUT/prepared_crop (--crop animal: views centred on the animal) when a chosen row trains on it
   3. per row: train.py experiment=mouse_gslrm_scratch (or _finetune) + the row's overrides -> OUT/runs/<row>,
      then eval.py split=test (the held-out animals) -> OUT/eval/<row>/metrics.json
-  4. OUT/summary.json and OUT/summary.md: per row its overrides, steps, skipped updates and test PSNR / SSIM / LPIPS;
-     OUT/curves.png: every row's training loss, validation PSNR and learning rate.
+  4. OUT/summary.json and OUT/summary.md: per row its overrides, steps, skipped updates and test scores, led by
+     the foreground ones (psnr_fg, IoU; whole-image PSNR / SSIM / LPIPS after) on the novel and the held-out
+     cameras, the test views' foreground fraction, and a table of the view-count ablation (camera 5 held out);
+     OUT/curves.png: every row's training loss, validation PSNR (foreground and whole image) and learning rate.
 --minutes is the training time of all rows together, shared equally (trainer.max_time of each run). A row whose
 eval metrics exist is not run again. One without them whose run has a checkpoint resumes from
 OUT/runs/<row>/checkpoints/last.ckpt (a run killed by a command's time limit, or one whose OUT/eval/<row> was deleted
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shlex
 import subprocess
@@ -116,7 +121,23 @@ def study_rows(spike_at: int = 1000, spike_factor: float = 100.0, spike_steps: i
         Row("finetune_scratch_recipe", "the baseline's recipe (LR 4e-4, batch 8, L2 + SSIM) from the human checkpoint",
             needs_human=True),
         *silhouette_rows(),
+        *view_rows(),
     ]
+
+
+HELD_OUT = 5  # the camera the view-count ablation never trains on (the peer's protocol: one camera held out)
+# the view-count ablation: row name -> its input cameras (the first k of cameras 0-4)
+VIEW_ROWS = {f"views_{k}_holdout{HELD_OUT}": tuple(range(k)) for k in range(1, 6)}
+
+
+def view_rows() -> list[Row]:
+    """Camera 5 held out (never read in training), 1 to 5 of cameras 0-4 as the inputs, the other cameras of 0-4
+    supervised with the inputs; all rows train the same steps (run them with --max-steps, and --minutes enough for
+    all: the summary flags unequal steps). Scored on the held-out camera and on the novel cameras of 0-4."""
+    return [Row(name, f"inputs: cameras {', '.join(map(str, cams))}; camera {HELD_OUT} held out",
+                (f"data.holdout_views=[{HELD_OUT}]", f"data.num_views={HELD_OUT}", f"data.num_input_views={len(cams)}",
+                 f"data.input_views=[{','.join(map(str, cams))}]", "data.target_has_input=true"))
+            for name, cams in VIEW_ROWS.items()]
 
 
 @dataclass
@@ -199,7 +220,7 @@ class Study:
 
 
 def read_results(study: Study, row: Row, result: dict) -> dict:
-    """Add what the run and its evaluation wrote: steps, skipped updates, last validation, test means."""
+    """Add what the run and its evaluation wrote: steps, skipped updates, last validation, test means per group."""
     metrics_csv = study.out / "runs" / row.name / "csv" / "metrics.csv"
     if metrics_csv.is_file():
         series = read_series(metrics_csv)
@@ -208,24 +229,77 @@ def read_results(study: Study, row: Row, result: dict) -> dict:
         step = max((float(steps[-1]) for steps, _ in series.values()), default=None)
         result.update(steps=None if step is None else step + 1, skipped_gradnorm=last("train/skipped_gradnorm"),
                       skipped_nonfinite=last("train/skipped_nonfinite_loss"), val_psnr=last("val/psnr"),
+                      val_psnr_fg=last("val/psnr_fg"), val_psnr_fg_holdout=last("val/psnr_fg_holdout"),
                       max_lr=max((float(v.max()) for k, (_, v) in series.items() if k.startswith("lr-")), default=None))
     metrics_json = study.out / "eval" / row.name / "metrics.json"
     if metrics_json.is_file():
         doc = json.loads(metrics_json.read_text())
         result.update(test_samples=doc["num_samples"], test_novel=doc["mean"]["novel"], test_all=doc["mean"]["all"])
+        # the aggregates have a group only where it has views: no "novel" when every camera not held out is an input
+        agg = doc.get("aggregate", {})
+        result["test_groups"] = {g: agg[g] for g in ("novel", "input", "holdout", "all") if g in agg}
     return result
+
+
+# the summary's score columns: (group, metric, title); the foreground first, whole-image scores labelled as such
+SCORE_COLUMNS = (("novel", "psnr_fg", "novel psnr_fg (dB)"), ("novel", "iou", "novel IoU"),
+                 ("holdout", "psnr_fg", "held-out psnr_fg (dB)"), ("holdout", "iou", "held-out IoU"),
+                 ("novel", "psnr", "novel PSNR whole image (dB)"), ("novel", "ssim", "novel SSIM whole image"),
+                 ("novel", "lpips", "novel LPIPS whole image"))
+VIEW_COLUMNS = (("holdout", "psnr_fg", "held-out psnr_fg (dB)"), ("holdout", "iou", "held-out IoU"),
+                ("novel", "psnr_fg", "novel psnr_fg (dB)"), ("novel", "iou", "novel IoU"),
+                ("holdout", "psnr", "held-out PSNR whole image (dB)"), ("novel", "psnr", "novel PSNR whole image (dB)"))
+SCORES_NOTE = ("psnr_fg: PSNR over the pixels whose true mask > 0.5; IoU: of that mask and the rendered alpha > 0.5; "
+               "novel: cameras that were no input; held-out: cameras never read in training (data.holdout_views); "
+               "whole-image PSNR mostly scores the white background. '-': no such views (or no foreground).")
+
+
+def _score(r: dict, group: str, metric: str) -> str:
+    value = r.get("test_groups", {}).get(group, {}).get(metric)
+    if value is None and group == "novel" and "test_groups" not in r:  # an evaluation from before the aggregates
+        value = r.get("test_novel", {}).get(metric)
+    if value is None or math.isnan(value):
+        return "-"
+    return f"{value:.2f}" if metric.startswith("psnr") else f"{value:.3f}"
+
+
+def _fg_fraction(results: list[dict]) -> str:
+    """The mean share of the frame the animal covers over every scored test view of the rows (one test set)."""
+    groups = [r.get("test_groups", {}).get("all", {}) for r in results]
+    views = [(g["count"], g["fg_fraction"]) for g in groups if "fg_fraction" in g]
+    if not views:
+        return "foreground fraction of the test views: not measured (no evaluation with foreground metrics yet)"
+    count = sum(n for n, _ in views)
+    mean = sum(n * f for n, f in views) / count
+    return (f"foreground fraction of the test views: {100 * mean:.2f} % of the frame on average ({count} scored "
+            f"views over {len(views)} rows; fg_fraction = mask > 0.5 pixels / pixels)")
+
+
+def _table(results: list[dict], columns, lead: list[tuple[str, callable]]) -> list[str]:
+    titles = [t for t, _ in lead] + [t for _, _, t in columns] + ["what"]
+    lines = ["| " + " | ".join(titles) + " |", "|" + "---|" * len(titles)]
+    for r in results:
+        cells = [get(r) for _, get in lead] + [_score(r, g, m) for g, m, _ in columns] + [r["what"]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def write_summary(out: Path, results: list[dict], header: dict) -> None:
     (out / "summary.json").write_text(json.dumps({**header, "rows": results}, indent=2))
-    lines = ["| row | status | steps | skipped | test novel PSNR | SSIM | LPIPS | what |", "|---|---|---|---|---|---|---|---|"]
-    for r in results:
-        novel = r.get("test_novel", {})
-        fmt = lambda k: f"{novel[k]:.3f}" if k in novel else "-"  # noqa: E731
-        steps = f"{r['steps']:.0f}" if r.get("steps") is not None else "-"
-        skipped = f"{r['skipped_gradnorm']:.0f}" if r.get("skipped_gradnorm") is not None else "-"
-        lines.append(f"| {r['row']} | {r['status']} | {steps} | {skipped} | {fmt('psnr')} | {fmt('ssim')} | "
-                     f"{fmt('lpips')} | {r['what']} |")
+    steps = lambda r: f"{r['steps']:.0f}" if r.get("steps") is not None else "-"  # noqa: E731
+    skipped = lambda r: f"{r['skipped_gradnorm']:.0f}" if r.get("skipped_gradnorm") is not None else "-"  # noqa: E731
+    lines = [f"# Mouse study: {header.get('num_animals')} animals, {header.get('minutes')} min of training", "",
+             _fg_fraction(results), "", SCORES_NOTE, "",
+             *_table(results, SCORE_COLUMNS, [("row", lambda r: r["row"]), ("status", lambda r: r["status"]),
+                                              ("steps", steps), ("skipped", skipped)])]
+    views = [r for r in results if r["row"] in VIEW_ROWS]
+    if views:
+        counts = {steps(r) for r in views if r.get("steps") is not None}
+        equal = ("not run yet" if not counts else "equal steps" if len(counts) == 1 else
+                 f"UNEQUAL steps ({', '.join(sorted(counts))}): rerun with --max-steps and enough --minutes")
+        lines += ["", f"## View-count ablation: camera {HELD_OUT} held out, 1-5 of cameras 0-4 as inputs ({equal})",
+                  "", *_table(views, VIEW_COLUMNS, [("row", lambda r: r["row"]), ("inputs", lambda r: str(
+                      len(VIEW_ROWS[r["row"]]))), ("steps", steps)])]
     (out / "summary.md").write_text("\n".join(lines) + "\n")
 
 

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import REPO
@@ -23,6 +24,7 @@ from test_gslrm_training import compose_config
 from facelift.data.camera_json import read_camera_file
 from facelift.data.image_ops import resize
 from facelift.data.sample_folder import write_file_list, write_sample
+from facelift.evaluation.foreground import FOREGROUND_METRICS
 from facelift.evaluation.report import ViewRecord, aggregate, angles_to_nearest_input
 from facelift.evaluation.evaluator import evaluate
 from facelift.render.turntable import ring_cameras
@@ -163,6 +165,10 @@ def test_the_aggregates_are_means_of_the_csv(runs):
         assert entry["count"] == len(chosen) > 0
         for k in ("psnr", "ssim", "lpips"):
             assert entry[k] == pytest.approx(sum(float(r[k]) for r in chosen) / len(chosen), rel=1e-9)
+        for k in FOREGROUND_METRICS:  # NaN views (no foreground) left out and counted
+            kept = [float(r[k]) for r in chosen if not math.isnan(float(r[k]))]
+            assert entry["left_out"][k] == len(chosen) - len(kept)
+            assert entry[k] == pytest.approx(sum(kept) / len(kept), rel=1e-9) if kept else math.isnan(entry[k])
 
     check(agg["novel"], [r for r in rows if r["input"] == "0"])
     check(agg["input"], [r for r in rows if r["input"] == "1"])
@@ -178,8 +184,10 @@ def test_the_aggregates_are_means_of_the_csv(runs):
     metrics = json.loads((runs["batched"] / "metrics.json").read_text())
     assert metrics["aggregate"] == agg and metrics["mean"]["novel"]["psnr"] == pytest.approx(agg["novel"]["psnr"])
     table = (runs["batched"] / "aggregate.md").read_text()
-    assert f"| novel views | {agg['novel']['count']} | {agg['novel']['psnr']:.2f} | {agg['novel']['ssim']:.4f} |" \
-        in table
+    novel = agg["novel"]  # foreground first, whole-image PSNR after the silhouette scores
+    assert f"| novel views | {novel['count']} | {novel['psnr_fg']:.2f} | {novel['iou']:.4f} | " \
+           f"{novel['psnr_int']:.2f} | {novel['coverage']:.4f} | {novel['precision']:.4f} | {novel['psnr']:.2f} | {novel['ssim']:.4f} |" in table
+    assert "PSNR fg (dB) | IoU |" in table and "PSNR whole image (dB)" in table
     assert "## Per camera" in table and "angle between camera centres seen from the world origin" in table
 
 
@@ -232,3 +240,58 @@ def test_cli_runs_batched_with_a_progress_bar(tiny_setup, tmp_path):
     assert len(read_csv(out)) == 3 * CAMERAS
     agg = json.loads((out / "aggregate.json").read_text())
     assert "lpips" not in agg["all"] and {e["angle_max_deg"] - e["angle_min_deg"] for e in agg["per_angle"]} == {30}
+
+
+def test_a_held_out_camera_is_its_own_group(tiny_setup):
+    """Camera 5 held out: the other 5 cameras give the inputs and novel targets, camera 5 is scored after them."""
+    run = run_eval(tiny_setup, "holdout", "batch_size=2", "num_workers=0", "renders=0", "metrics.lpips=false",
+                   "data.num_views=5", "data.holdout_views=[5]")
+    rows = read_csv(run)
+    assert len(rows) == ANIMALS * CAMERAS  # 3 inputs + 2 novel + the held-out camera per animal
+    assert {(r["input"], r["holdout"]) for r in rows if r["view"] == "5"} == {("0", "1")}
+    assert all(r["holdout"] == "0" for r in rows if r["view"] != "5")
+    agg = json.loads((run / "aggregate.json").read_text())
+    assert (agg["input"]["count"], agg["novel"]["count"], agg["holdout"]["count"]) == (3 * ANIMALS, 2 * ANIMALS,
+                                                                                       ANIMALS)
+    held = [float(r["psnr_fg"]) for r in rows if r["holdout"] == "1"]
+    assert agg["holdout"]["psnr_fg"] == pytest.approx(sum(held) / len(held), rel=1e-9)
+    assert [e["role"] for e in agg["per_camera"] if e["camera"] == 5] == ["holdout"]
+    assert "| holdout views | 5 |" in (run / "aggregate.md").read_text()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["mean"]["holdout"]["psnr"] == pytest.approx(agg["holdout"]["psnr"])
+    novel = [float(r["psnr"]) for r in rows if r["input"] == "0" and r["holdout"] == "0"]
+    assert metrics["mean"]["novel"]["psnr"] == pytest.approx(sum(novel) / len(novel))
+
+
+@pytest.mark.slow
+def test_renders_png_recomputes_the_per_view_foreground_psnr(tiny_setup, tmp_path):
+    """`eval.py ckpt=... renders=null`: from each sample's renders.png (its target and render rows) and the data's
+    alpha (the dataset's masks), psnr_fg by hand agrees with per_view.csv (to the PNG's 8-bit rounding)."""
+    from facelift.evaluation.evaluator import build_datamodule, load_system
+    from facelift.evaluation.renders_figure import FigureLayout
+
+    run = subprocess.run([sys.executable, "eval.py", f"ckpt={tiny_setup / 'tiny.ckpt'}", "split=test", "renders=null",
+                          "turntable.frames=0", "metrics.lpips=false", "ply=false", "num_workers=0",
+                          f"paths.log_dir={tmp_path}"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    (out,) = (tmp_path / "eval").iterdir()
+    rows = read_csv(out)
+    cfg = compose_config("eval", tiny_setup, f"ckpt={tiny_setup / 'tiny.ckpt'}")
+    dataset = build_datamodule(load_system(cfg.ckpt, torch.device("cpu"))[1], cfg).dataset("test")
+    layout = FigureLayout.for_views(32, 32, CAMERAS)
+    assert layout.scale == 4  # 32 px views shown at 128 px
+    checked = 0
+    for k in range(ANIMALS):
+        item = dataset[k]  # the same views, in the same order, as eval scored (evaluation items are seeded)
+        with Image.open(out / "samples" / f"animal_{k}" / "renders.png") as im:
+            figure = torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.float64) / 255).permute(2, 0, 1)
+        assert tuple(figure.shape[1:]) == layout.size
+        mine = {int(r["view"]): r for r in rows if r["sample"] == f"animal_{k}"}
+        for c, view in enumerate(item.index[0, :, 0].tolist()):  # every view is a target (target_has_input)
+            target, render = layout.view(figure, 1, c), layout.view(figure, 2, c)
+            fg = item.masks[0, c, 0].double() > 0.5  # the data's alpha
+            assert torch.equal(layout.view(figure, 3, c)[0] > 0.5, fg)  # the mask row shows that alpha
+            mse = (render - target).square().mean(0)[fg].mean()
+            assert float(mine[view]["psnr_fg"]) == pytest.approx(float(-10 * torch.log10(mse)), abs=0.05)
+            checked += 1
+    assert checked == ANIMALS * CAMERAS

@@ -247,7 +247,8 @@ def test_the_eval_command_the_default_job_prints_works_without_lpips_weights(def
     assert len(notes) == 1 and str(tmp_path / "no_weights" / "lpips" / "vgg16-397923af.pth") in notes[0]
     ((out,),) = [list((tmp_path / "eval").iterdir())]
     view = json.loads((out / "metrics.json").read_text())["samples"][0]["views"][0]
-    assert set(view) == {"view", "input", "angle_deg", "psnr", "ssim"}  # no lpips key
+    assert set(view) == {"view", "input", "angle_deg", "psnr", "ssim", "psnr_fg", "psnr_int", "iou", "coverage",
+                         "precision", "fg_fraction"}  # no lpips key
 
 
 def test_a_training_checkpoint_loads_as_the_network_it_trained(default_run):
@@ -393,9 +394,10 @@ def test_plot_run_draws_the_curves_of_a_run(default_run, tmp_path):
                            "--out", str(tmp_path / "curves.png")], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     image = Image.open(tmp_path / "curves.png")
-    assert image.size == (1500, 420)
+    assert image.size == (2000, 420)
     series = read_series(default_run / "csv" / "metrics.csv")
     assert series["train/loss"][0].tolist() == list(range(40)) and "val/psnr_novel" in series
+    assert {"val/psnr_fg", "val/psnr_fg_novel", "val/psnr_fg_input", "val/iou", "val/psnr_fg_left_out"} <= set(series)
     missing = subprocess.run([sys.executable, "scripts/plot_run.py", str(tmp_path)], cwd=REPO, capture_output=True,
                              text=True)
     assert missing.returncode == 2 and "no metrics.csv here" in missing.stderr

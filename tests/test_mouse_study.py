@@ -91,13 +91,39 @@ def test_loss_and_spike_rows():
     assert math.isinf(off.model.step_rule.allowed_gradnorm_factor)
 
 
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_view_rows_hold_camera_5_out_and_take_the_first_k_of_the_others_as_inputs(k):
+    data = compose_row(f"views_{k}_holdout5").data
+    assert list(data.holdout_views) == [5] and list(data.input_views) == list(range(k))
+    assert (data.num_views, data.num_input_views, data.target_has_input) == (5, k, True)  # all of cameras 0-4
+    assert [r.name for r in mouse_study.view_rows()] == [f"views_{n}_holdout5" for n in range(1, 6)]
+    assert compose_row("scratch").data.holdout_views == []  # the baseline holds nothing out
+
+
+def test_summary_leads_with_the_foreground_and_states_the_foreground_fraction(tmp_path):
+    groups = {"novel": {"count": 4, "psnr_fg": 21.5, "iou": 0.81, "psnr": 33.0, "ssim": 0.97, "fg_fraction": 0.02},
+              "holdout": {"count": 2, "psnr_fg": 18.25, "iou": 0.7, "psnr": 31.0, "fg_fraction": 0.04},
+              "all": {"count": 10, "psnr_fg": 20.0, "iou": 0.8, "psnr": 32.0, "fg_fraction": 0.025}}
+    rows = [{"row": "views_2_holdout5", "status": "ok", "steps": 100, "what": "w", "test_groups": groups},
+            {"row": "views_5_holdout5", "status": "ok", "steps": 90, "what": "w",
+             "test_groups": {k: v for k, v in groups.items() if k != "novel"}}]  # 5 inputs: no novel camera
+    mouse_study.write_summary(tmp_path, rows, {"num_animals": 4, "minutes": 1})
+    text = (tmp_path / "summary.md").read_text()
+    assert "| row | status | steps | skipped | novel psnr_fg (dB) | novel IoU | held-out psnr_fg (dB) | held-out IoU" \
+           " | novel PSNR whole image (dB) |" in text
+    assert "| views_2_holdout5 | ok | 100 | - | 21.50 | 0.810 | 18.25 | 0.700 | 33.00 | 0.970 | - | w |" in text
+    assert "| views_5_holdout5 | 5 | 90 | 18.25 | 0.700 | - | - | 31.00 | - | w |" in text  # the ablation table
+    assert "2.50 % of the frame on average (20 scored views over 2 rows" in text
+    assert "UNEQUAL steps (100, 90)" in text
+
+
 def test_study_runs_end_to_end_on_cpu(tmp_path):
     """Tiny: 4 animals at 48 px, 16² views (4 of the 6 per step), a 2-layer model for 2 steps; the baseline and one
     ablation row run, the rows that need weights or a human checkpoint are skipped and say why."""
     out = tmp_path / "study"
     args = ["--out", out, "--num-animals", 4, "--minutes", 5, "--device", "cpu", "--workers", 0, "--gen-width", 48,
             "--gaussians", 600, "--image-size", 16, "--max-steps", 2, "--eval-samples", 1, "--spike", 1, 50, 1,
-            "--rows", "scratch,spike_rule_off,loss_lpips,loss_perceptual,finetune", "--weights-dir",
+            "--rows", "scratch,spike_rule_off,loss_lpips,loss_perceptual,finetune,views_2_holdout5", "--weights-dir",
             tmp_path / "no_weights"]
     for o in ("model.net.d=64", "model.net.d_head=16", "model.net.n_layer=2", "data.batch_size_per_gpu=2",
               "trainer.log_every_n_steps=1", "data.num_views=4", "data.num_input_views=2"):
@@ -108,7 +134,7 @@ def test_study_runs_end_to_end_on_cpu(tmp_path):
     assert summary["loss_perceptual"]["status"].startswith("skipped: missing weight file")
     assert summary["loss_lpips"]["status"] == f"skipped: missing weight file(s): {tmp_path}/no_weights/lpips/" \
                                              "vgg16-397923af.pth"
-    assert Image.open(out / "curves.png").size == (1500, 420)  # the two rows that ran, drawn together
+    assert Image.open(out / "curves.png").size == (2000, 420)  # the rows that ran, drawn together
     assert summary["finetune"]["status"].startswith("skipped: no --human-ckpt")
     test_animals = (out / "prepared" / "data_test.txt").read_text().split()
     assert (out / "raw" / "data_test.txt").read_text().split() == test_animals  # the split survived preparation
@@ -117,11 +143,17 @@ def test_study_runs_end_to_end_on_cpu(tmp_path):
         assert 0 < summary[row]["test_novel"]["psnr"] < 60
         metrics = json.loads((out / "eval" / row / "metrics.json").read_text())
         assert metrics["split"] == "test" and [s["sample"] for s in metrics["samples"]] == test_animals[:1]
+    held = summary["views_2_holdout5"]  # camera 5 never trained on, scored as its own group on the test animals
+    assert held["status"] == "ok" and held["test_groups"]["holdout"]["count"] == 1
+    assert held["test_groups"]["input"]["count"] == 2 and held["test_groups"]["novel"]["count"] == 2
+    assert "psnr_fg" in summary["scratch"]["test_groups"]["novel"]
+    text = (out / "summary.md").read_text()
+    assert "foreground fraction of the test views:" in text and "## View-count ablation" in text
     with open(out / "runs" / "spike_rule_off" / "csv" / "metrics.csv") as fh:
         lrs = {int(r["step"]): float(r["lr-AdamW/pg1"]) for r in csv.DictReader(fh) if r.get("lr-AdamW/pg1")}
     assert lrs[1] == pytest.approx(4e-4 * 1 / 300 * 50)  # peak x warmup at step 1 x the spike's factor
     commands = (out / "commands.sh").read_text()
-    assert commands.count("train.py experiment=mouse_gslrm_scratch") == 2 and commands.count("eval.py") == 2
+    assert commands.count("train.py experiment=mouse_gslrm_scratch") == 3 and commands.count("eval.py") == 3
     assert "model.step_rule.allowed_gradnorm_factor=inf" in commands
     # a second call finds every row done and runs nothing
     assert mouse_study.main([str(a) for a in args]) == 0

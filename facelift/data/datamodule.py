@@ -40,7 +40,7 @@ class MultiViewDataModule(L.LightningDataModule):
                  normalize_cameras: RigNormalization | Mapping | None = None,
                  augmentation: PhotometricAugmentation | Mapping | None = None, skip_bad_samples: bool = False,
                  batch_size_per_gpu: int = 2, num_workers: int = 0, synthesize: Mapping | None = None,
-                 train_repeats: int = 1):
+                 train_repeats: int = 1, holdout_views: list[int] | None = None):
         super().__init__()
         self.save_hyperparameters()  # stored in checkpoints: eval.py reads the data the model was trained on
         if not target_has_input and num_views <= num_input_views:
@@ -55,7 +55,7 @@ class MultiViewDataModule(L.LightningDataModule):
             num_views=num_views, num_input_views=num_input_views, image_size=image_size, resize_mode=resize_mode,
             background_color=background_color, mask_threshold=mask_threshold, view_sampling=view_sampling,
             maximize_view_overlap=maximize_view_overlap, view_overlap_angle=view_overlap_angle,
-            input_views=input_views,
+            input_views=input_views, holdout_views=holdout_views,
             normalize_cameras=normalize_cameras, augmentation=augmentation, skip_bad_samples=skip_bad_samples)
         probe = MultiViewDataset([], **self.dataset_args)  # check every setting now, not in a worker later
         self.dataset_args.update(normalize_cameras=probe.normalize, augmentation=probe.augmentation)

@@ -1,7 +1,8 @@
 """The multi-view dataset: one item = some posed views of one sample folder, as a `Views` batch of one.
 
 Per item: read the camera file -> normalize the whole rig (optional) -> choose ``num_views`` views (the first
-``num_input_views`` are the inputs) -> read only those images -> masks from alpha, or from a near-white threshold
+``num_input_views`` are the inputs) among the cameras not held out (``holdout_views``; in evaluation the held-out
+ones follow as extra targets) -> read only those images -> masks from alpha, or from a near-white threshold
 when a file has none -> photometric augmentation, identical for all views of the item (train only) -> composite over
 the background -> make square (pad or stretch) at ``image_size`` with matching intrinsics.
 Training items draw from the global RNG (seeded per worker by the DataLoader); evaluation items are a fixed
@@ -78,7 +79,7 @@ class MultiViewDataset(Dataset):
                  view_overlap_angle: float = 86.0, input_views: Sequence[int] | None = None,
                  normalize_cameras: RigNormalization | Mapping | None = None,
                  augmentation: PhotometricAugmentation | Mapping | None = None, evaluation: bool = False,
-                 skip_bad_samples: bool = False):
+                 skip_bad_samples: bool = False, holdout_views: Sequence[int] | None = None):
         if not 1 <= num_input_views <= num_views:
             raise ValueError(f"need 1 <= num_input_views <= num_views, got {num_input_views} and {num_views}")
         if input_views is not None:
@@ -86,6 +87,11 @@ class MultiViewDataset(Dataset):
             if len(input_views) != num_input_views or len(set(input_views)) != num_input_views or min(input_views) < 0:
                 raise ValueError(f"input_views must name num_input_views={num_input_views} distinct view ids >= 0, "
                                  f"got {input_views}")
+        holdout_views = sorted(int(i) for i in holdout_views or ())
+        if len(set(holdout_views)) != len(holdout_views) or min(holdout_views, default=0) < 0:
+            raise ValueError(f"holdout_views must name distinct view ids >= 0, got {holdout_views}")
+        if set(holdout_views) & set(input_views or ()):
+            raise ValueError(f"input_views {input_views} include held-out views {holdout_views}")
         if resize_mode not in RESIZE_MODES:
             raise ValueError(f"resize_mode must be one of {RESIZE_MODES}, got {resize_mode!r}")
         if view_sampling not in VIEW_SAMPLING:
@@ -98,6 +104,7 @@ class MultiViewDataset(Dataset):
         self.resize_mode, self.mask_threshold, self.view_sampling = resize_mode, mask_threshold, view_sampling
         self.maximize_view_overlap, self.view_overlap_angle = maximize_view_overlap, view_overlap_angle
         self.input_views = input_views
+        self.holdout_views = holdout_views  # sorted; never read by a training item, appended to evaluation items
         self.normalize = _as_dataclass(RigNormalization, normalize_cameras, enabled=False)
         self.augmentation = _as_dataclass(PhotometricAugmentation, augmentation)
         self.evaluation, self.skip_bad_samples = evaluation, skip_bad_samples
@@ -123,8 +130,12 @@ class MultiViewDataset(Dataset):
         """Item ``idx`` (no skipping): `Views` with batch 1, ``[1, num_views, ...]``."""
         cam_file = read_camera_file(self.samples[idx] / CAMERA_FILE)
         cameras = cam_file.cameras  # [V] float64
-        if len(cameras) < self.num_views:
-            raise InputError(cam_file.path, f"has {len(cameras)} views, fewer than num_views={self.num_views}")
+        if self.holdout_views and max(self.holdout_views) >= len(cameras):
+            raise InputError(cam_file.path, f"holdout_views {self.holdout_views} name views beyond its "
+                                            f"{len(cameras)} views")
+        if len(cameras) - len(self.holdout_views) < self.num_views:
+            held = f" once {len(self.holdout_views)} are held out" if self.holdout_views else ""
+            raise InputError(cam_file.path, f"has {len(cameras)} views, fewer than num_views={self.num_views}{held}")
         if self.normalize.enabled:
             rig = normalize_rig(cameras.c2w, cameras.intrinsics, self.normalize, cam_file.up, cam_file.path)
             cameras = Cameras(rig.c2w, rig.intrinsics, cameras.width, cameras.height)
@@ -145,28 +156,35 @@ class MultiViewDataset(Dataset):
                      background[None])
 
     def choose_views(self, cameras: Cameras, gen: torch.Generator | None, source) -> list[int]:
-        """``num_views`` view ids, inputs first (each group sorted in evaluation, as FaceLift does).
+        """``num_views`` view ids, inputs first (each group sorted in evaluation, as FaceLift does), none of them
+        held out; in evaluation the held-out views follow as extra targets.
 
         With ``input_views`` the inputs are those ids and the targets come from the other views, the first ones
         (``fixed``) or drawn (``random``)."""
+        chosen = self._choose_views(cameras, gen, source)
+        return chosen + self.holdout_views if self.evaluation else chosen
+
+    def _choose_views(self, cameras: Cameras, gen: torch.Generator | None, source) -> list[int]:
         total, n_in = len(cameras), self.num_input_views
+        pool = torch.tensor([i for i in range(total) if i not in self.holdout_views], dtype=torch.long)  # ids
         if self.input_views is not None:
             if max(self.input_views) >= total:
                 raise InputError(source, f"input_views {self.input_views} name views beyond its {total} views")
             inputs = torch.tensor(self.input_views)
-            others = torch.tensor([i for i in range(total) if i not in self.input_views], dtype=torch.long)
+            others = pool[~torch.isin(pool, inputs)]
             order = torch.cat([inputs, others if self.view_sampling == "fixed"
                                else others[torch.randperm(len(others), generator=gen)]])
         elif self.view_sampling == "fixed":
-            return list(range(self.num_views))
+            return pool[:self.num_views].tolist()
         else:
-            order = torch.randperm(total, generator=gen)
+            order = pool[torch.randperm(len(pool), generator=gen)]
         inputs = order[:n_in]
         if self.maximize_view_overlap:
             directions = F.normalize(cameras.centers, dim=-1)  # [V, 3] from the world origin (the subject)
             closeness = (directions @ directions[inputs].T).amax(dim=1)  # [V] cosine to the nearest input
             ok = closeness >= math.cos(math.radians(self.view_overlap_angle))
             ok[inputs] = False
+            ok[self.holdout_views] = False
             candidates = ok.nonzero().flatten()
             need = self.num_views - n_in
             if len(candidates) < need:

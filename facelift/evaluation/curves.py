@@ -1,6 +1,7 @@
-"""Training curves of one or more runs from their ``csv/metrics.csv`` (the csv logger): loss, validation PSNR, LR.
+"""Training curves of one or more runs from their ``csv/metrics.csv`` (the csv logger): loss, validation PSNR over
+the foreground and over the whole image, LR.
 
-One figure, three panels sharing the step axis, one colour per run, so study rows can be compared at a glance:
+One figure, four panels sharing the step axis, one colour per run, so study rows can be compared at a glance:
 ``python scripts/plot_run.py outputs/mouse_gslrm_scratch/<run> [more runs] --out curves.png``.
 """
 
@@ -18,7 +19,9 @@ import numpy as np  # noqa: E402
 from facelift.atomic import atomic_path  # noqa: E402
 from facelift.errors import InputError  # noqa: E402
 
-VAL_KEYS = ("val/psnr", "val/psnr_novel")  # all scored views (inputs included when supervised), novel ones only
+# per PSNR panel, its keys: all scored views (inputs included when supervised), novel ones, held-out cameras
+VAL_KEYS = {m: (f"val/{m}", f"val/{m}_novel", f"val/{m}_holdout") for m in ("psnr_fg", "psnr")}
+STYLES = ("--", "-", ":")  # line style of each key of a panel
 NOT_TERMS = ("train/loss", "train/grad_norm")  # train/ keys that are not a loss term (nor are train/skipped_*)
 
 
@@ -49,9 +52,11 @@ def smooth(values: np.ndarray, window: int) -> np.ndarray:
 
 
 def plot_curves(runs: dict[str, str | Path], path: str | Path, title: str = "") -> Path:
-    """``runs``: label -> metrics.csv. Panels: train loss (log scale, smoothed), validation PSNR (solid: novel views,
-    dashed: all views), learning rate (log scale: a planted spike stays readable). One legend of runs, outside."""
-    fig, (loss_ax, psnr_ax, lr_ax) = plt.subplots(1, 3, figsize=(15, 4.2))
+    """``runs``: label -> metrics.csv. Panels: train loss (log scale, smoothed), validation PSNR over the foreground
+    and over the whole image (solid: novel views, dashed: all views, dotted: held-out cameras), learning rate (log
+    scale: a planted spike stays readable). One legend of runs, outside. A run that logged no foreground PSNR (older runs) leaves that panel."""
+    fig, (loss_ax, fg_ax, psnr_ax, lr_ax) = plt.subplots(1, 4, figsize=(20, 4.2))
+    psnr_axes = {"psnr_fg": fg_ax, "psnr": psnr_ax}
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4
     terms: set[str] = set()  # the loss terms the runs logged (train/<term>: unweighted values)
     for k, (colour, (label, metrics_csv)) in enumerate(zip(colours, runs.items())):
@@ -61,19 +66,22 @@ def plot_curves(runs: dict[str, str | Path], path: str | Path, title: str = "") 
         if "train/loss" in series:
             steps, loss = series["train/loss"]
             loss_ax.plot(steps, smooth(loss, max(1, loss.size // 50)), color=colour)
-        for key, style in zip(VAL_KEYS, ("--", "-")):
-            if key in series:
-                psnr_ax.plot(*series[key], style, marker=".", color=colour)
+        for metric, keys in VAL_KEYS.items():
+            for key, style in zip(keys, STYLES):
+                if key in series:
+                    psnr_axes[metric].plot(*series[key], style, marker=".", color=colour)
         lr_key = next((k for k in series if k.startswith("lr-")), None)
         if lr_key:
             lr_ax.plot(*series[lr_key], color=colour)
         fig.legend(handles=[plt.Line2D([], [], color=colour, label=label)], loc="upper left", fontsize=8,
-                   bbox_to_anchor=(0.86, 0.9 - 0.055 * k), frameon=False)
-    psnr_ax.legend(handles=[plt.Line2D([], [], ls="-", color="k", label="novel views"),
-                            plt.Line2D([], [], ls="--", color="k", label="all views")], fontsize=8, loc="lower right")
+                   bbox_to_anchor=(0.89, 0.9 - 0.055 * k), frameon=False)
+    psnr_ax.legend(handles=[plt.Line2D([], [], ls=style, color="k", label=label) for style, label in
+                            zip(STYLES, ("all views", "novel views", "held-out cameras"))], fontsize=8,
+                   loc="lower right")
     loss_name = f"train/loss: weighted sum of {', '.join(sorted(terms))}" if terms else "train/loss"
     for ax, name, y_name, log in ((loss_ax, f"training loss (smoothed)\n{loss_name}", "loss", True),
-                                  (psnr_ax, "validation PSNR", "PSNR (dB)", False),
+                                  (fg_ax, "validation PSNR over the foreground", "PSNR over the foreground (dB)", False),
+                                  (psnr_ax, "validation whole-image PSNR", "whole-image PSNR (dB)", False),
                                   (lr_ax, "learning rate", "learning rate", True)):
         log = log and ax.has_data()
         ax.set_xlabel("training step")
@@ -84,7 +92,7 @@ def plot_curves(runs: dict[str, str | Path], path: str | Path, title: str = "") 
             ax.set_yscale("log")
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0, 0.86, 1))
+    fig.tight_layout(rect=(0, 0, 0.89, 1))
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)

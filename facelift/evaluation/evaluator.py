@@ -1,11 +1,15 @@
 """What `eval.py` does: reconstruct every sample of a split with a trained GS-LRM, batch by batch, score and report.
 
-For the run: ``per_view.csv`` (one row per scored view: sample, view id, input or not, angle to the nearest input,
-PSNR / SSIM / LPIPS), ``aggregate.md`` / ``aggregate.json`` (means over novel, input and all views, per camera, per
-angle bin), ``psnr.png`` (PSNR per camera and against the angle) and ``metrics.json`` (per sample and view, the means
-over novel and all views, the aggregates). For the first ``renders`` samples (``samples/<sample name>/``):
-``renders.png`` (rows: inputs | targets | renders), ``gaussians.ply`` (pruned as FaceLift's inference does) and
-``turntable.mp4`` + its contact sheet, each optional.
+For the run: ``per_view.csv`` (one row per scored view: sample, view id, input or not, held out or not (a camera of
+``data.holdout_views``, never read in training: the group ``holdout``), angle to the nearest input,
+the foreground metrics psnr_fg / iou / psnr_int / coverage / precision / fg_fraction, whole-image PSNR / SSIM /
+LPIPS), ``aggregate.md`` / ``aggregate.json`` (means over novel, input, held-out and all views, per camera, per
+angle bin), ``psnr.png`` (PSNR over the foreground and the whole image per camera and against the angle) and
+``metrics.json`` (per sample and view, the means over novel, held-out and all views, the views each foreground mean
+left out, the aggregates). For the first ``renders`` samples (``samples/<sample name>/``):
+``renders.png`` (rows: inputs | targets | renders | the data's alpha | rendered alpha, each view labelled with its
+camera, role and scores: `facelift.evaluation.renders_figure`), ``gaussians.ply`` (pruned as FaceLift's inference
+does) and ``turntable.mp4`` + its contact sheet, each optional.
 """
 
 from __future__ import annotations
@@ -25,10 +29,12 @@ from facelift.atomic import write_json
 from facelift.config_check import check_views
 from facelift.data.datamodule import MultiViewDataModule, usable_workers
 from facelift.errors import ConfigError, InputError
+from facelift.evaluation.foreground import FOREGROUND_METRICS, nan_mean
 from facelift.evaluation.plot import plot_psnr
+from facelift.evaluation.renders_figure import renders_figure
 from facelift.evaluation.report import ViewRecord, aggregate, batch_records, record_json, write_aggregates, write_records_csv
 from facelift.gaussians import GaussianFilter, save_ply
-from facelift.image_io import image_grid, write_image
+from facelift.image_io import write_image
 from facelift.render.video import save_turntable
 from facelift.stages import BackgroundWrites, resolve_device
 from facelift.systems.gslrm_system import GSLRMSystem, Reconstruction
@@ -126,16 +132,17 @@ def evaluate(cfg: DictConfig) -> dict:
     # the GPU goes on with the next batch while helper threads encode this one's PNGs and PLYs
     with BackgroundWrites() as files, tqdm(total=count, desc="eval", unit="sample") as bar:
         for batch in loader:
-            rec, batch_rec = score_batch(system, metrics, batch.to(device), dataset.samples, cfg.precision)
+            rec, batch_rec = score_batch(system, metrics, batch.to(device), dataset.samples, cfg.precision,
+                                         dataset.holdout_views)
             per_sample = rec.targets.num_views  # batch_rec: the records of sample 0, then of sample 1, ...
             for b, i in enumerate(rec.inputs.index[:, 0, 1].tolist()):
                 if i in scored:  # skip_bad_samples hands the next sample in place of a bad one: score it once
                     continue
                 mine = batch_rec[b * per_sample:(b + 1) * per_sample]
                 records += mine
-                novel_psnr += [r.scores["psnr"] for r in mine if not r.input]
+                novel_psnr += [r.scores["psnr"] for r in mine if r.role == "novel"]
                 if cfg.renders is None or len(scored) < cfg.renders:
-                    _save_sample(out / "samples" / dataset.samples[i].name, rec, b, cfg, prune, files)
+                    _save_sample(out / "samples" / dataset.samples[i].name, rec, b, mine, cfg, prune, files)
                 scored.add(i)
             bar.update(rec.inputs.images.shape[0])
             if novel_psnr:
@@ -145,14 +152,15 @@ def evaluate(cfg: DictConfig) -> dict:
 
 
 def score_batch(system: GSLRMSystem, metrics: ImageMetrics, batch: Views, samples: list[Path],
-                precision: str) -> tuple[Reconstruction, list[ViewRecord]]:
-    """Reconstruct and score one batch ``[B, V]`` on its device; one `ViewRecord` per (sample, target view)."""
+                precision: str, holdout: list[int] = ()) -> tuple[Reconstruction, list[ViewRecord]]:
+    """Reconstruct and score one batch ``[B, V]`` on its device; one `ViewRecord` per (sample, target view), the
+    views of cameras in ``holdout`` flagged held out."""
     with torch.no_grad(), torch.autocast(batch.images.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
         rec = system.reconstruct(batch)
-    scores = metrics(rec.renders.rgb, rec.targets.images)  # [B, V_t] each
+    scores = metrics(rec.renders, rec.targets)  # [B, V_t] each
     ids = rec.inputs.index[:, 0, 1].tolist()  # the dataset position of each sample (a skipped bad one moves it)
     return rec, batch_records([samples[i].name for i in ids], ids, rec.targets.cameras, rec.inputs.cameras,
-                              rec.targets.index[..., 0], rec.inputs.index[..., 0], scores)
+                              rec.targets.index[..., 0], rec.inputs.index[..., 0], scores, holdout)
 
 
 def _report(cfg: DictConfig, out: Path, records: list[ViewRecord], paths: list[Path], seconds: float,
@@ -169,11 +177,12 @@ def _report(cfg: DictConfig, out: Path, records: list[ViewRecord], paths: list[P
         entry = samples.setdefault(r.index, {"sample": r.sample, "path": str(paths[r.index]), "views": []})
         entry["views"].append(record_json(r))
     for entry in samples.values():
-        entry["mean"] = _means(entry["views"])
+        entry["mean"], entry["left_out"] = _means(entry["views"])
+    means, left_out = _means([v for e in samples.values() for v in e["views"]])
     result = {"checkpoint": str(Path(cfg.ckpt).resolve()), "split": cfg.split,
               "list": str(list_file.resolve()), "num_samples": num_samples,
-              "mean": _means([v for e in samples.values() for v in e["views"]]), "aggregate": aggregates,
-              "seconds": seconds, "samples": list(samples.values())}
+              "mean": means, "left_out": left_out, "aggregate": aggregates, "seconds": seconds,
+              "samples": list(samples.values())}
     write_json(out / "metrics.json", result)
     log.info("%d samples in %.1f s (%.2f samples/s)", num_samples, seconds, num_samples / max(seconds, 1e-9))
     log.info("mean over novel views: %s", ", ".join(f"{k}={v:.4g}" for k, v in result["mean"]["novel"].items()))
@@ -182,21 +191,31 @@ def _report(cfg: DictConfig, out: Path, records: list[ViewRecord], paths: list[P
     return result
 
 
-def _means(views: list[dict]) -> dict:
-    """Means of every metric over novel views (targets that were not inputs) and over all target views, as
-    metrics.json has always had them: with every target an input, novel = all (aggregate.json leaves novel out)."""
-    names = [k for k in views[0] if k not in ("view", "input", "angle_deg")]
-    novel = [v for v in views if not v["input"]] or views
-    return {group: {k: sum(v[k] for v in vs) / len(vs) for k in names} for group, vs in
-            (("novel", novel), ("all", views))}
+def _means(views: list[dict]) -> tuple[dict, dict]:
+    """Means of every metric over novel views (targets neither inputs nor held out) and over all target views, as
+    metrics.json has always had them (with every target an input or held out, novel = the inputs; aggregate.json
+    leaves novel out then), and over the held-out views when there are any; per group, the views each foreground
+    mean left out (NaN there: no foreground)."""
+    names = [k for k in views[0] if k not in ("view", "input", "holdout", "angle_deg")]
+    held = [v for v in views if v["holdout"]]
+    novel = [v for v in views if not v["input"] and not v["holdout"]] or [v for v in views if not v["holdout"]]
+    means, left_out = {}, {}
+    for group, vs in (("novel", novel), ("all", views), ("holdout", held)):
+        if not vs:
+            continue
+        pairs = {k: nan_mean([v[k] for v in vs]) for k in names}
+        means[group] = {k: mean for k, (mean, _) in pairs.items()}
+        left_out[group] = {k: n for k, (_, n) in pairs.items() if k in FOREGROUND_METRICS}
+    return means, left_out
 
 
-def _save_sample(folder: Path, rec: Reconstruction, b: int, cfg: DictConfig, prune: GaussianFilter | None,
-                 files: BackgroundWrites) -> None:
-    """Sample ``b`` of the batch: renders.png, gaussians.ply (``ply``) and the turntable (``turntable.frames``)."""
+def _save_sample(folder: Path, rec: Reconstruction, b: int, records: list[ViewRecord], cfg: DictConfig,
+                 prune: GaussianFilter | None, files: BackgroundWrites) -> None:
+    """Sample ``b`` of the batch (``records``: its scored targets): renders.png, gaussians.ply (``ply``) and the
+    turntable (``turntable.frames``)."""
     folder.mkdir(parents=True, exist_ok=True)
     files.submit(write_image, folder / "renders.png",
-                 image_grid(rec.inputs.images[b], rec.targets.images[b], rec.renders.rgb[b]))  # on the CPU
+                 renders_figure(rec.inputs, rec.targets, rec.renders, b, records))  # on the CPU
     if not cfg.ply and cfg.turntable.frames <= 0:
         return
     gaussians = rec.gaussians[b].to(torch.float32)

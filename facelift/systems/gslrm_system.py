@@ -14,6 +14,8 @@ import hydra
 import lightning as L
 from torch import Tensor
 
+from facelift.evaluation.foreground import FOREGROUND_METRICS
+from facelift.evaluation.report import role_masks
 from facelift.gaussians import Gaussians
 from facelift.image_io import image_grid
 from facelift.losses import GSLRMLoss
@@ -43,8 +45,12 @@ class Reconstruction:
 class GSLRMSystem(L.LightningModule):
     def __init__(self, net: dict, loss: dict, optim: dict, step_rule: dict, num_input_views: int,
                  target_has_input: bool, freeze: list[str] | None = None, init_ckpt: str | None = None,
-                 render_backend: str = "auto", val_metrics: dict | None = None, clip_xyz_steps: int | None = None):
+                 render_backend: str = "auto", val_metrics: dict | None = None, clip_xyz_steps: int | None = None,
+                 holdout_views: list[int] | None = None):
         super().__init__()
+        # a plain list before it is saved: Lightning refuses a hyper-parameter the data module also has (its own
+        # holdout_views) unless both are of one type, and the config hands this one over as a ListConfig
+        holdout_views = [int(i) for i in holdout_views or ()]
         self.save_hyperparameters()  # the whole config travels in every checkpoint: eval.py rebuilds from it
         make_plain(self.hparams)
         hp = self.hparams
@@ -140,16 +146,28 @@ class GSLRMSystem(L.LightningModule):
         self.step_rule.skipped.update(checkpoint.get("skipped_steps", {}))
 
     # ----------------------------------------------------------------- validation
+    def _log_mean(self, key: str, values: Tensor, prog_bar: bool = False) -> None:
+        """Log the mean of ``values`` over the views where it is defined: weighted by that count, so the epoch's
+        value is the mean over every defined view of the pass (NaN when there was none)."""
+        defined = ~values.isnan()
+        count = int(defined.sum())
+        mean = values[defined].mean() if count else values.new_zeros(())
+        self.log(key, mean, prog_bar=prog_bar, batch_size=count, sync_dist=True)
+
     def validation_step(self, batch: Views, batch_idx: int) -> None:
         rec = self.reconstruct(batch)
-        scores = self.val_metrics(rec.renders.rgb, rec.targets.images)  # name -> [B, V_t]
-        bs = batch.images.shape[0]
-        self.log_dict({f"val/{k}": v.mean() for k, v in scores.items()}, prog_bar=True, batch_size=bs,
-                      sync_dist=True)
-        first_novel = self.hparams.num_input_views if self.hparams.target_has_input else 0  # targets after the inputs
-        if 0 < first_novel < rec.targets.num_views:  # all views are scored above; the ones no input showed, here
-            self.log_dict({f"val/{k}_novel": v[:, first_novel:].mean() for k, v in scores.items()}, batch_size=bs,
-                          sync_dist=True)
+        scores = self.val_metrics(rec.renders, rec.targets)  # name -> [B, V_t]
+        roles = role_masks(rec.targets.index[..., 0], rec.inputs.index[..., 0], self.hparams.holdout_views or ())
+        groups = {"": None, **{f"_{role}": chosen for role, chosen in roles.items()}}
+        for suffix, chosen in groups.items():  # all scored views, then each role that has views here
+            if chosen is not None and not chosen.any():
+                continue
+            for k, v in scores.items():
+                self._log_mean(f"val/{k}{suffix}", v if chosen is None else v[chosen], prog_bar=not suffix and k in
+                               ("psnr_fg", "iou", "psnr"))
+        for k in FOREGROUND_METRICS:  # views without a foreground (NaN there) are in no mean: how many
+            self.log(f"val/{k}_left_out", scores[k].isnan().sum().float(), reduce_fx="sum", batch_size=1,
+                     sync_dist=True)
         if batch_idx == 0 and self.trainer.is_global_zero:
             grid = image_grid(rec.inputs.images[0], rec.targets.images[0], rec.renders.rgb[0])
             path = Path(self.trainer.default_root_dir) / "val_images" / f"step_{self.global_step:07d}.png"

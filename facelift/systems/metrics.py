@@ -1,4 +1,5 @@
-"""Image-quality metrics per view (PSNR, SSIM, LPIPS) and the logging of the image grids the systems make."""
+"""Image-quality metrics per view (PSNR, SSIM, LPIPS over the whole image; the foreground metrics of
+`facelift.evaluation.foreground`) and the logging of the image grids the systems make."""
 
 from __future__ import annotations
 
@@ -9,24 +10,32 @@ import torch
 from torch import Tensor, nn
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
+from facelift.evaluation.foreground import foreground_scores
 from facelift.image_io import write_image
 from facelift.losses.lpips_loss import VGG16_HOW, LPIPSLoss
+from facelift.render import Renders
+from facelift.views import Views
 
 log = logging.getLogger("facelift")
 
 
 class ImageMetrics(nn.Module):
-    """Scores ``[B, V]`` per metric for renders vs targets ``[B, V, 3, H, W]`` in [0, 1].
+    """Scores ``[B, V]`` per metric for renders into the target views (rgb ``[B, V, 3, H, W]`` in [0, 1]).
 
-    PSNR and SSIM (Gaussian window 11, sigma 1.5) come from torchmetrics; LPIPS (VGG, the lpips package) needs the
-    local torchvision VGG16 file, so it is computed only when ``lpips`` is on: ``True`` requires the file (a missing
+    Foreground metrics (psnr_fg, psnr_int, iou, coverage, precision, fg_fraction) compare the targets' masks with
+    the rendered alpha thresholded at ``alpha_threshold`` (NaN where a view has no foreground). PSNR and SSIM
+    (Gaussian window 11, sigma 1.5) come from torchmetrics; LPIPS (VGG, the lpips package) needs the local
+    torchvision VGG16 file, so it is computed only when ``lpips`` is on: ``True`` requires the file (a missing
     one stops the run naming it), ``"auto"`` computes LPIPS when the file is there and otherwise skips it with a
     one-line note (so a fresh checkout can score without downloading anything).
     """
 
     def __init__(self, lpips: bool | str = False, lpips_vgg16_weights: str | Path | None = None,
-                 allow_random_init: bool = False):
+                 allow_random_init: bool = False, alpha_threshold: float = 0.5):
         super().__init__()
+        if not 0 <= alpha_threshold < 1:
+            raise ValueError(f"metrics.alpha_threshold must be in [0, 1), got {alpha_threshold}")
+        self.alpha_threshold = alpha_threshold
         if lpips not in (True, False, "auto"):
             raise ValueError(f"lpips must be true, false or auto, got {lpips!r}")
         if lpips == "auto":
@@ -37,13 +46,15 @@ class ImageMetrics(nn.Module):
         self.lpips = LPIPSLoss(lpips_vgg16_weights, allow_random_init) if lpips else None
 
     @torch.no_grad()
-    def forward(self, pred: Tensor, target: Tensor) -> dict[str, Tensor]:
-        b, v = pred.shape[:2]
-        p, t = pred.flatten(0, 1).float().clamp(0, 1), target.flatten(0, 1).float()  # [B*V, 3, H, W]
+    def forward(self, renders: Renders, targets: Views) -> dict[str, Tensor]:
+        b, v = renders.rgb.shape[:2]
+        p, t = renders.rgb.flatten(0, 1).float().clamp(0, 1), targets.images.flatten(0, 1).float()  # [B*V, 3, H, W]
         scores = {"psnr": peak_signal_noise_ratio(p, t, data_range=1.0, reduction="none", dim=(1, 2, 3)),
                   "ssim": structural_similarity_index_measure(p, t, data_range=1.0, reduction="none")}
         if self.lpips is not None:
             scores["lpips"] = self.lpips.per_image(p, t)
+        scores.update(foreground_scores(p, t, targets.masks.flatten(0, 1), renders.alpha.flatten(0, 1),
+                                        self.alpha_threshold))
         return {k: s.reshape(b, v) for k, s in scores.items()}
 
 
