@@ -247,7 +247,7 @@ def test_the_eval_command_the_default_job_prints_works_without_lpips_weights(def
     assert len(notes) == 1 and str(tmp_path / "no_weights" / "lpips" / "vgg16-397923af.pth") in notes[0]
     ((out,),) = [list((tmp_path / "eval").iterdir())]
     view = json.loads((out / "metrics.json").read_text())["samples"][0]["views"][0]
-    assert set(view) == {"view", "input", "angle_deg", "psnr", "ssim", "psnr_fg", "psnr_int", "iou", "coverage",
+    assert set(view) == {"view", "input", "holdout", "angle_deg", "psnr", "ssim", "psnr_fg", "psnr_int", "iou", "coverage",
                          "precision", "fg_fraction"}  # no lpips key
 
 

@@ -96,7 +96,7 @@ def test_random_weights_and_the_input_must_be_given(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("overrides, line", [
-    ([], "error: input=???: no input given; add input=PATH"),
+    ([], "error: input=???: must be given on the command line (usage: python infer.py input=PATH"),
     ([f"input={PHOTO_RGB}", RANDOM_GSLRM], "error: allow_random_init=false: gslrm.random builds a model with RANDOM"),
 ])
 def test_cli_says_what_is_missing_in_one_line(tmp_path, overrides, line):
