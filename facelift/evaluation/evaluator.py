@@ -83,10 +83,11 @@ def evaluate(cfg: DictConfig) -> dict:
     count = len(dataset) if cfg.limit_samples is None else min(cfg.limit_samples, len(dataset))
     if count == 0:
         raise InputError(datamodule.list_path(cfg.split), "lists no sample to evaluate")
-    workers = min(cfg.num_workers, math.ceil(count / cfg.batch_size))  # a worker without a batch is startup lost
+    options = datamodule.loader_options()  # a GPU cache (data.cache=device) assembles batches in this process
+    workers = min(options["num_workers"], math.ceil(count / cfg.batch_size))  # a worker without a batch is lost
     loader = DataLoader(Subset(dataset, range(count)), batch_size=cfg.batch_size, shuffle=False,
                         num_workers=workers, collate_fn=Views.collate,
-                        pin_memory=device.type == "cuda")  # page-locked batches upload asynchronously
+                        pin_memory=options["pin_memory"] and device.type == "cuda")  # asynchronous uploads
     log.info("evaluating %s on %d %s samples of %s in batches of %d -> %s", cfg.ckpt, count, cfg.split,
              datamodule.list_path(cfg.split), cfg.batch_size, out)
 
