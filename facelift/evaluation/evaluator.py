@@ -49,7 +49,8 @@ def load_system(ckpt_path: str | Path, device: torch.device) -> tuple[GSLRMSyste
                                "GS-LRM weights with scripts/convert_checkpoint.py or use infer.py")
     hp = dict(ckpt["hyper_parameters"])
     # the weights come from this file; eval scores with its own metrics and needs no training loss (nor its VGGs)
-    hp.update(init_ckpt=None, val_metrics=None, loss={"_target_": "facelift.losses.GSLRMLoss"})
+    hp.update(init_ckpt=None, val_metrics=None, loss={"_target_": "facelift.losses.GSLRMLoss"},
+              compile=False)  # each test batch passes once: compiling would cost more than it saves
     system = GSLRMSystem(**hp)
     system.load_state_dict(ckpt["state_dict"], strict=True)
     return system.to(device).eval(), ckpt.get("datamodule_hyper_parameters") or {}
