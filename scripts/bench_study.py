@@ -187,7 +187,8 @@ def train_way(way: str, args, overrides: list[str], out: Path) -> tuple[dict, Pa
     wall = time.perf_counter() - start
     ckpt = run / "last.ckpt"
     trainer.save_checkpoint(ckpt)
-    series = read_series(run / "csv" / "metrics.csv")
+    logged = run / "csv" / "metrics.csv"  # absent when no step reached log_every_n_steps
+    series = read_series(logged) if logged.is_file() else {}
     steps, loss = series.get("train/loss", ((), ()))
     net, batch = system.net.config, cfg.data.batch_size_per_gpu
     flops = 3 * sum(forward_flops(net, batch, cfg.data.num_input_views, cfg.data.image_size).values())
