@@ -56,9 +56,10 @@ class GSLRMSystem(L.LightningModule):
         self.val_metrics = ImageMetrics(**(hp.val_metrics or {}))
         if freeze:
             freeze_parameters(self.net, list(freeze), alias=official_name)
-        if compile:  # in place: parameter names (and so checkpoints) stay those of the eager modules
+        # In place: parameter names (and so checkpoints) stay the eager module's. The loss stays eager: compiled, an
+        # L2-only loss (total = 1.0 x l2, returned beside its detached copy) loses its gradient (torch 2.14 dynamo).
+        if compile:
             self.net.compile(mode=compile_mode)
-            self.loss_fn.compile(mode=compile_mode)
 
     # ----------------------------------------------------------------- the data path
     def split(self, views: Views) -> tuple[Views, Views]:
