@@ -12,7 +12,9 @@ from hydra import compose, initialize_config_dir
 from torch import nn
 
 from conftest import REPO
+from facelift.config_check import check_train_config
 from facelift.data.synthetic.blob_scenes import write_dataset
+from facelift.errors import ConfigError
 from facelift.run import register_resolvers
 from facelift.systems.gslrm_system import GSLRMSystem
 from facelift.systems.optim import adamw_with_decay_groups
@@ -154,3 +156,16 @@ def test_compiled_network_trains_and_keeps_the_eager_parameter_names(tmp_path):
     # gradients are near 0 by a fraction of that
     for (name, a), b in zip(eager.net.state_dict().items(), compiled.net.state_dict().values()):
         torch.testing.assert_close(b, a, rtol=0, atol=1e-4, msg=lambda m, name=name: f"{name}: {m}")
+
+
+@pytest.mark.parametrize("override, key", [("data.cache=gpu", "data.cache"),
+                                           ("model.optim.fused=maybe", "model.optim.fused"),
+                                           ("model.step_rule.on_device=true", "model.step_rule.on_device")])
+def test_config_check_refuses_speed_keys_that_cannot_work(override, key):
+    """The CPU trainer's AdamW is not fused under ``auto``: the on-device rule would have nothing to skip with."""
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=[f"paths.root_dir={REPO}", "paths.output_dir=unused", override])
+    with pytest.raises(ConfigError) as err:
+        check_train_config(cfg)
+    assert err.value.key == key
