@@ -52,7 +52,7 @@ def test_cache_gives_the_file_paths_batches(tiny_set, cache):
     cached = batches(cached_dm, seed=3)
     assert_same(files, cached)
     assert len({tuple(b.index[:, :, 0].flatten().tolist()) for b in files}) > 1  # the draws really vary
-    assert cached_dm.dataset("train").cache.images  # ...and came from the cache
+    assert cached_dm.dataset("train").cache.images and cached_dm.dataset("train").cache.rigs  # ...from the cache
     first = next(iter(cached_dm.dataset("train").cache.images.values()))
     assert first.dtype == torch.uint8  # 8-bit PNGs are kept in a quarter of the bytes
 

@@ -1,4 +1,4 @@
-"""A decode-once cache of a prepared set's camera files and view images (config ``data.cache``).
+"""A decode-once cache of a prepared set's camera files, rigs and view images (config ``data.cache``).
 
 Today every item re-reads its camera file and re-decodes its PNGs; at study sizes (128², batch 8, ~20+ steps/s)
 that decoding, not the model, bounds the step. The cache sits behind the dataset's one image reader
@@ -16,6 +16,7 @@ there by the same code, in the main process (no workers; CUDA cannot be used in 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from facelift.cameras import Cameras
 from facelift.data.camera_json import CameraFile, read_camera_file
 from facelift.data.sample_folder import read_views
 from facelift.errors import InputError
@@ -49,12 +51,19 @@ class ImageCache:
     def __init__(self, device: torch.device | str = "cpu"):
         self.device = torch.device(device)
         self.camera_files: dict[Path, CameraFile] = {}
+        self.rigs: dict[Path, Cameras] = {}  # the dataset's cameras of each camera file (normalized or not)
         self.images: dict[Path, Tensor] = {}  # [C, H, W] uint8 (8-bit files) or float32 in [0, 1]
 
     def camera_file(self, path: Path) -> CameraFile:
         if path not in self.camera_files:
             self.camera_files[path] = read_camera_file(path)
         return self.camera_files[path]
+
+    def rig(self, cam_file: CameraFile, compute: Callable[[CameraFile], Cameras]) -> Cameras:
+        """``compute(cam_file)`` (the dataset's rig normalization: ~1 ms of float64 work a sample) once per file."""
+        if cam_file.path not in self.rigs:
+            self.rigs[cam_file.path] = compute(cam_file)
+        return self.rigs[cam_file.path]
 
     def read_views(self, cam_file: CameraFile, views: list[int]) -> Tensor:
         """As `read_views`, ``[len(views), C, H, W]`` float32 in [0, 1], on the cache's device."""

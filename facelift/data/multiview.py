@@ -125,12 +125,7 @@ class MultiViewDataset(Dataset):
         """Item ``idx`` (no skipping): `Views` with batch 1, ``[1, num_views, ...]``."""
         path = self.samples[idx] / CAMERA_FILE
         cam_file = self.cache.camera_file(path) if self.cache else read_camera_file(path)
-        cameras = cam_file.cameras  # [V] float64
-        if len(cameras) < self.num_views:
-            raise InputError(cam_file.path, f"has {len(cameras)} views, fewer than num_views={self.num_views}")
-        if self.normalize.enabled:
-            rig = normalize_rig(cameras.c2w, cameras.intrinsics, self.normalize, cam_file.up, cam_file.path)
-            cameras = Cameras(rig.c2w, rig.intrinsics, cameras.width, cameras.height)
+        cameras = self.cache.rig(cam_file, self.rig_cameras) if self.cache else self.rig_cameras(cam_file)
         gen = torch.Generator().manual_seed(idx) if self.evaluation else None
         views = self.choose_views(cameras, gen, cam_file.path)
 
@@ -147,6 +142,16 @@ class MultiViewDataset(Dataset):
         cams = Cameras(chosen.c2w[None], chosen.intrinsics[None], chosen.width, chosen.height)
         return Views(both[None, :, :3].clamp(0, 1), both[None, :, 3:].clamp(0, 1), cams, index[None],
                      background[None])
+
+    def rig_cameras(self, cam_file) -> Cameras:
+        """The sample's cameras [V] float64, its rig normalized when configured (a function of the file alone)."""
+        cameras = cam_file.cameras
+        if len(cameras) < self.num_views:
+            raise InputError(cam_file.path, f"has {len(cameras)} views, fewer than num_views={self.num_views}")
+        if self.normalize.enabled:
+            rig = normalize_rig(cameras.c2w, cameras.intrinsics, self.normalize, cam_file.up, cam_file.path)
+            cameras = Cameras(rig.c2w, rig.intrinsics, cameras.width, cameras.height)
+        return cameras
 
     def choose_views(self, cameras: Cameras, gen: torch.Generator | None, source) -> list[int]:
         """``num_views`` view ids, inputs first (each group sorted in evaluation, as FaceLift does).
