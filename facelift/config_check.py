@@ -19,7 +19,8 @@ from facelift.losses.lpips_loss import VGG16_HOW
 from facelift.losses.vgg19_weights import MATCONVNET_URL
 from facelift.models.gslrm.transformer import AttentionBackend
 from facelift.render.renderer import Backend
-from facelift.systems.optim import SCHEDULES
+from facelift.data.image_cache import CACHE_MODES
+from facelift.systems.optim import FUSED, SCHEDULES
 
 _ABSENT = object()
 RENDER_BACKENDS = get_args(Backend)
@@ -93,6 +94,8 @@ def check_train_config(cfg: DictConfig) -> None:
     size = _int(cfg, "data.image_size", 1)
     _int(cfg, "data.batch_size_per_gpu", 1)
     _int(cfg, "data.num_workers", 0)
+    _choice(cfg, "data.cache", CACHE_MODES)
+    _check_step_speed(cfg)
     patch = _int(cfg, "model.net.patch_size", 1)
     if patch is not None and size is not None and size % patch:
         raise ConfigError("data.image_size", size, f"is not a multiple of model.net.patch_size={patch} (GS-LRM cuts "
@@ -212,10 +215,21 @@ def check_train_data(cfg: DictConfig) -> None:
                              (f"; {how}" if isinstance(how, str) and how else ""))
 
 
+def _check_step_speed(cfg: DictConfig) -> None:
+    """The on-device step rule drops skipped updates inside fused AdamW: refuse a config without one."""
+    _choice(cfg, "model.optim.fused", FUSED)
+    if _get(cfg, "model.step_rule.on_device") is True:
+        fused = _get(cfg, "model.optim.fused")
+        if fused is False or (fused in ("auto", _ABSENT) and _get(cfg, "trainer.accelerator") == "cpu"):
+            raise ConfigError("model.step_rule.on_device", True, "needs a fused AdamW: set model.optim.fused=true "
+                                                                 "(auto is fused on CUDA only)")
+
+
 def check_eval_config(cfg: DictConfig) -> None:
     """Everything eval.py can refuse before reading the checkpoint."""
     _choice(cfg, "split", ("val", "test"))
     _choice(cfg, "precision", ("fp32", "bf16"))
+    _choice(cfg, "data.cache", (*CACHE_MODES, None))
     _choice(cfg, "render_backend", RENDER_BACKENDS)
     _choice(cfg, "metrics.lpips", ("auto", True, False))
     device = _get(cfg, "device")

@@ -14,6 +14,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from facelift.data.image_cache import ImageCache, cache_device, warm
 from facelift.data.multiview import MultiViewDataset, PhotometricAugmentation
 from facelift.data.rig import RigNormalization
 from facelift.data.sample_folder import read_file_list
@@ -40,7 +41,7 @@ class MultiViewDataModule(L.LightningDataModule):
                  normalize_cameras: RigNormalization | Mapping | None = None,
                  augmentation: PhotometricAugmentation | Mapping | None = None, skip_bad_samples: bool = False,
                  batch_size_per_gpu: int = 2, num_workers: int = 0, synthesize: Mapping | None = None,
-                 train_repeats: int = 1, holdout_views: list[int] | None = None):
+                 train_repeats: int = 1, holdout_views: list[int] | None = None, cache: str = "none"):
         super().__init__()
         self.save_hyperparameters()  # stored in checkpoints: eval.py reads the data the model was trained on
         if not target_has_input and num_views <= num_input_views:
@@ -63,6 +64,7 @@ class MultiViewDataModule(L.LightningDataModule):
             raise ValueError(f"train_repeats must be >= 1, got {train_repeats}")
         self.synthesize = dict(synthesize) if synthesize else None
         self.train_repeats = train_repeats
+        self.cache_device = cache_device(cache)  # None: no cache
         self.datasets: dict[str, MultiViewDataset] = {}
 
     def prepare_data(self) -> None:
@@ -82,8 +84,17 @@ class MultiViewDataModule(L.LightningDataModule):
     def dataset(self, split: str) -> MultiViewDataset:
         if split not in self.datasets:
             samples = read_file_list(self.list_path(split)) * (self.train_repeats if split == "train" else 1)
-            self.datasets[split] = MultiViewDataset(samples, evaluation=split != "train", **self.dataset_args)
+            cache = ImageCache(self.cache_device) if self.cache_device is not None else None
+            self.datasets[split] = MultiViewDataset(samples, evaluation=split != "train", cache=cache,
+                                                    **self.dataset_args)
+            warm(self.datasets[split])  # before any worker forks: they share the decoded pages
         return self.datasets[split]
+
+    def loader_options(self) -> dict:
+        """DataLoader workers and pinning: a GPU cache assembles batches in the main process, already on the GPU."""
+        on_gpu = self.cache_device is not None and self.cache_device.type == "cuda"
+        return dict(num_workers=0 if on_gpu else usable_workers(self.num_workers),
+                    pin_memory=torch.cuda.is_available() and not on_gpu)  # page-locked batches upload asynchronously
 
     def setup(self, stage: str | None = None) -> None:
         splits = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(stage, ("train", "val"))
@@ -91,10 +102,9 @@ class MultiViewDataModule(L.LightningDataModule):
             self.dataset(split)
 
     def _loader(self, split: str) -> DataLoader:
-        workers = usable_workers(self.num_workers)
+        options = self.loader_options()
         return DataLoader(self.dataset(split), batch_size=self.batch_size, shuffle=split == "train",
-                          num_workers=workers, collate_fn=Views.collate, persistent_workers=workers > 0,
-                          pin_memory=torch.cuda.is_available())  # page-locked batches upload asynchronously
+                          collate_fn=Views.collate, persistent_workers=options["num_workers"] > 0, **options)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")

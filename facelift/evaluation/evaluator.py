@@ -60,7 +60,8 @@ def load_system(ckpt_path: str | Path, device: torch.device) -> tuple[GSLRMSyste
                                "GS-LRM weights with scripts/convert_checkpoint.py or use infer.py")
     hp = dict(ckpt["hyper_parameters"])
     # the weights come from this file; eval scores with its own metrics and needs no training loss (nor its VGGs)
-    hp.update(init_ckpt=None, val_metrics=None, loss={"_target_": "facelift.losses.GSLRMLoss"})
+    hp.update(init_ckpt=None, val_metrics=None, loss={"_target_": "facelift.losses.GSLRMLoss"},
+              compile=False)  # each test batch passes once: compiling would cost more than it saves
     system = GSLRMSystem(**hp)
     system.load_state_dict(ckpt["state_dict"], strict=True)
     return system.to(device).eval(), ckpt.get("datamodule_hyper_parameters") or {}
@@ -118,10 +119,11 @@ def evaluate(cfg: DictConfig) -> dict:
     count = len(dataset) if cfg.limit_samples is None else min(cfg.limit_samples, len(dataset))
     if count == 0:
         raise InputError(datamodule.list_path(cfg.split), "lists no sample to evaluate")
-    workers = min(usable_workers(cfg.num_workers), math.ceil(count / cfg.batch_size))  # idle workers: startup lost
+    options = datamodule.loader_options()  # a GPU cache (data.cache=device) assembles batches in this process
+    workers = min(options["num_workers"], math.ceil(count / cfg.batch_size))  # a worker without a batch is lost
     loader = DataLoader(Subset(dataset, range(count)), batch_size=cfg.batch_size, shuffle=False,
                         num_workers=workers, collate_fn=Views.collate,
-                        pin_memory=device.type == "cuda")  # page-locked batches upload asynchronously
+                        pin_memory=options["pin_memory"] and device.type == "cuda")  # asynchronous uploads
     log.info("evaluating %s on %d %s samples of %s in batches of %d -> %s", cfg.ckpt, count, cfg.split,
              datamodule.list_path(cfg.split), cfg.batch_size, out)
 
