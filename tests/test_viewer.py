@@ -141,7 +141,7 @@ def test_viewer_page_shows_the_splats_and_the_frusta(tmp_path):
 
 
 @pytest.mark.slow
-def test_infer_writes_the_cameras_its_ply_was_seen_with(tmp_path):
+def test_infer_writes_the_cameras_its_ply_was_seen_with_and_prints_the_view_command(tmp_path):
     out = tmp_path / "out"
     run = subprocess.run([sys.executable, "infer.py", f"input={SAMPLE}", f"paths.root_dir={tmp_path}",
                           f"output_dir={out}", f"hydra.run.dir={tmp_path / 'run'}", "gslrm.random={d:64,d_head:16,"
@@ -149,6 +149,7 @@ def test_infer_writes_the_cameras_its_ply_was_seen_with(tmp_path):
                           "turntable.frames=2", "turntable.size=32", "device=cpu"],
                          cwd=REPO, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
+    assert f"view the Gaussians: python scripts/view.py {out}" in run.stdout.splitlines()
     folder = out / "sample_000"
     cameras = read_camera_file(folder / "input_cameras.json", need_file_path=False).cameras  # [4]
     # independent of the file's writer: the PLY rendered from these cameras is output.png (rendered from GS-LRM's
