@@ -8,7 +8,7 @@ from omegaconf import DictConfig
 from facelift.errors import exit_on_user_error
 from facelift.run import register_resolvers
 
-register_resolvers()
+register_resolvers(Path(__file__).resolve().parent)  # ${repo_root:}: this checkout, from any cwd
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import hydra
@@ -18,10 +19,27 @@ from facelift.weights import require_complete
 log = logging.getLogger("facelift")
 
 
-def register_resolvers() -> None:
-    """Resolvers the configs use; idempotent so entry points and tests can call it freely."""
+def register_resolvers(repo_root: Path | None = None) -> None:
+    """Resolvers the configs use; idempotent so entry points and tests can call it freely.
+
+    ``${repo_root:}`` is the checkout (the folder of the entry point that calls this, else the one holding the
+    ``facelift`` package). Hydra's ``${hydra:runtime.cwd}`` cannot stand in for it: Hydra resolves ``hydra.sweep.dir``
+    before it knows its runtime, so a multirun (``-m``) whose paths lead there stops at start-up; and the cwd is not
+    the checkout when a command is typed elsewhere."""
     if not OmegaConf.has_resolver("join"):
         OmegaConf.register_new_resolver("join", lambda xs: "_".join(str(x) for x in xs) if xs else "run")
+    root = str((repo_root or Path(__file__).resolve().parents[1]).resolve())
+    OmegaConf.register_new_resolver("repo_root", lambda: root, replace=True)
+
+
+class ValidateAtEnd(L.Callback):
+    """Stop at ``max_steps`` through ``trainer.should_stop``, which makes Lightning run one more validation pass when
+    the last step is not a multiple of ``val_check_interval``: every run, a short sweep job included, ends with its
+    final validation metrics in its log and in the value train.py returns."""
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args) -> None:
+        if 0 < trainer.max_steps <= trainer.global_step:
+            trainer.should_stop = True
 
 
 def instantiate_list(node: DictConfig | None) -> list:
@@ -65,4 +83,17 @@ def train(cfg: DictConfig) -> float | None:
         for lg in trainer.loggers:
             if getattr(lg, "log_dir", None):
                 log.info("metrics log: %s", lg.log_dir)
-    return metrics.get(cfg.get("optimized_metric") or "", None)
+    return optimized_value(cfg.get("optimized_metric"), metrics)
+
+
+def optimized_value(key: str | None, metrics: dict[str, float]) -> float | None:
+    """The value a Hydra sweeper minimises or maximises: ``metrics[key]``; NaN (a failed trial to Optuna, a "nan"
+    in the sweep summary) when the run never logged it or it is not finite; None without a key."""
+    if not key:
+        return None
+    value = metrics.get(key, math.nan)
+    if not math.isfinite(value):
+        log.warning("optimized_metric=%s: %s", key, "not finite" if key in metrics else
+                    f"never logged (logged: {', '.join(sorted(metrics)) or 'nothing'})")
+        return math.nan
+    return value

@@ -3,7 +3,9 @@
 import csv
 import json
 import logging
+import math
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -299,15 +301,33 @@ def test_mouse_gslrm_v2_runs_two_steps_with_the_tiny_model_from_an_official_chec
     assert list(run_dir.glob("wandb/offline-run-*"))  # logged to wandb (offline)
 
 
-def test_multirun_sweeps_the_learning_rate(default_run, tmp_path):
-    run = subprocess.run([sys.executable, "train.py", "-m", "model.optim.lr=1e-3,3e-3", "trainer.max_steps=2",
-                          f"paths.data_dir={default_run.parents[1] / 'data'}", f"paths.log_dir={tmp_path}"],
-                         cwd=REPO, capture_output=True, text=True, timeout=600)
+@pytest.mark.slow
+def test_multirun_from_another_folder_puts_each_job_where_the_readme_says_and_summarises_the_sweep(tmp_path):
+    """`train.py -m` with the shipped configs, typed outside the checkout (a copy of train.py and conf/, as a fresh
+    clone): both jobs under <checkout>/outputs/<task>/multirun/<date>_<time>/<job>/ with a checkpoint at its LR and a
+    final validation (2 steps, fewer than val_check_interval), and sweep_summary.csv with one row per job."""
+    clone, elsewhere = tmp_path / "clone", tmp_path / "elsewhere"
+    shutil.copytree(REPO / "conf", clone / "conf")
+    shutil.copy(REPO / "train.py", clone / "train.py")
+    elsewhere.mkdir()
+    run = subprocess.run([sys.executable, str(clone / "train.py"), "-m", "model.optim.lr=1e-3,3e-3",
+                          "trainer.max_steps=2", "data.synthesize.num_samples=4", "data.synthesize.num_views=8"],
+                         cwd=elsewhere, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
-    (sweep,) = (tmp_path / "train" / "multirun").iterdir()
+    (sweep,) = (clone / "outputs" / "train" / "multirun").iterdir()
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}", sweep.name)
+    assert not list(elsewhere.iterdir())  # nothing written where the command was typed
     lrs = sorted(torch.load(sweep / job / "checkpoints" / "last.ckpt", weights_only=True)["hyper_parameters"]
                  ["optim"]["lr"] for job in ("0", "1"))
     assert lrs == [1e-3, 3e-3]
+    final = {job: logged(sweep / job, "val/psnr") for job in ("0", "1")}
+    assert all(len(rows) == 1 and math.isfinite(rows[0][1]) for rows in final.values())
+    with open(sweep / "sweep_summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["job"], float(r["model.optim.lr"])) for r in rows] == [("0", 1e-3), ("1", 3e-3)]
+    assert [float(r["val/psnr"]) for r in rows] == pytest.approx([final["0"][0][1], final["1"][0][1]])
+    for r in rows:  # and one line per job on the console
+        assert f"job {r['job']}: model.optim.lr={r['model.optim.lr']} -> val/psnr=" in run.stdout + run.stderr
 
 
 def test_ddp_on_two_processes_gives_the_single_process_loss_at_the_same_global_batch(tmp_path):
