@@ -7,13 +7,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import optuna
 import pytest
 import yaml
+from hydra import compose, initialize_config_dir
 
 from facelift.data.synthetic.blob_scenes import write_dataset
+from facelift.run import register_resolvers
 
 REPO = Path(__file__).resolve().parents[1]
-METRIC = "val/psnr_novel"  # novel-view PSNR of the final validation
+METRIC = "val/psnr_novel"  # mouse_gslrm_optuna's optimized_metric (tiny_optuna keeps it)
 SET = {"num_samples": 8, "num_views": 12}  # a smaller synthetic set than the default job's (4 s to write, not 20)
 
 
@@ -41,6 +44,47 @@ def last_logged(job_dir: Path, key: str) -> float:
 
 def job_config(job_dir: Path) -> dict:
     return yaml.safe_load((job_dir / ".hydra" / "config.yaml").read_text())
+
+
+def test_the_mouse_search_space_names_keys_the_mouse_experiment_has():
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=mouse_gslrm_finetune", "hparams_search=mouse_gslrm_optuna"],
+                      return_hydra_config=True)
+    sweeper = cfg.hydra.sweeper
+    assert sweeper.direction == "maximize" and sweeper.sampler.seed is not None and cfg.optimized_metric == METRIC
+    assert sweeper.study_name == "mouse_gslrm_finetune_optuna" and sweeper.storage.startswith("sqlite:///")
+    for key in sweeper.params:  # every searched key exists in the experiment (a typo would fail each trial)
+        node = cfg
+        for part in key.split("."):
+            assert part in node, f"{key}: no {part}"
+            node = node[part]
+    assert {"model.optim.lr", "loss.lpips_loss_weight", "loss.perceptual_loss_weight", "loss.ssim_loss_weight",
+            "model.step_rule.allowed_gradnorm_factor", "model.optim.warmup"} <= set(sweeper.params)
+
+
+@pytest.mark.slow
+def test_optuna_sweep_tells_each_trial_its_metric_and_resumes(data_dir, tmp_path):
+    train(data_dir, tmp_path, "hparams_search=tiny_optuna")  # 3 trials
+    (sweep,) = (tmp_path / "train" / "multirun").iterdir()
+    storage = f"sqlite:///{tmp_path / 'train' / 'optuna' / 'train_optuna.db'}"
+    trials = optuna.load_study(study_name="train_optuna", storage=storage).trials
+    assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 3
+    for trial in trials:  # the trial's metric is what its job logged at its last validation, with its proposal
+        job = sweep / str(trial.number)
+        assert trial.value == pytest.approx(last_logged(job, METRIC), rel=1e-6)
+        assert job_config(job)["model"]["optim"]["lr"] == pytest.approx(trial.params["model.optim.lr"])
+    assert len({t.params["model.optim.lr"] for t in trials}) == 3  # three different proposals
+    results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    best = max(trials, key=lambda t: t.value)
+    assert results["best_value"] == pytest.approx(best.value) and results["best_params"] == best.params
+
+    # the same command again (one more trial here) continues the study: the three trials stay, a fourth joins
+    train(data_dir, tmp_path, "hparams_search=tiny_optuna", "hydra.sweeper.n_trials=1")
+    again = optuna.load_study(study_name="train_optuna", storage=storage).trials
+    assert len(again) == 4 and [t.value for t in again[:3]] == [t.value for t in trials]
+    (second,) = set((tmp_path / "train" / "multirun").iterdir()) - {sweep}
+    assert again[3].value == pytest.approx(last_logged(second / "0", METRIC), rel=1e-6)
 
 
 @pytest.mark.slow
