@@ -16,9 +16,13 @@ register_resolvers(Path(__file__).resolve().parent)  # ${facelift_root:}: this c
 def main(cfg: DictConfig) -> None:
     from facelift.config_check import check_eval_config  # after Hydra parsed the command line: `--help` stays fast
     from facelift.evaluation.evaluator import evaluate
+    from facelift.viewer import view_command
 
     check_eval_config(cfg)
     evaluate(cfg)
+    samples = Path(cfg.paths.output_dir) / "samples"
+    if any(samples.glob("*/gaussians.ply")):  # what it wrote, to turn around in the browser
+        print(f"view the Gaussians: {view_command(samples)}")
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ from facelift.render import render
 from facelift.render.turntable import angle_labels, orbit_cameras, ring_cameras, turntable_chunks
 from facelift.progress import ShownStageClock, progress
 from facelift.stages import BackgroundWrites, StageClock, resolve_device
+from facelift.viewer import VIEW_CAMERAS, write_view_cameras
 from facelift.views import Views
 from facelift.weights import WeightPath, raise_if_missing, sha256_of
 
@@ -312,6 +313,7 @@ class InferenceRunner:
                                            "settings; relax filter.*")
             with clock("render_views"):  # the PLY (the longest write) starts first
                 files.submit(clock.timed, "ply", save_ply, out / "gaussians.ply", gaussians.to("cpu"))
+                files.submit(write_view_cameras, out / VIEW_CAMERAS, views.cameras[0])  # scripts/view.py's frusta
                 rgb = render(gaussians, views.cameras.to(self.device), 1.0, backend).rgb[0]  # [V, 3, S, S]
                 files.submit(clock.timed, "output_png", write_png, out / "output.png", image_grid(rgb))
             if video is not None:  # turntable.frames=0: no video at all
@@ -332,7 +334,7 @@ class InferenceRunner:
             "timings_s": clock.seconds, "writes_s": clock.background, "ended_at_s": clock.ended_at,
             "model_load_s": dict(self.load_seconds), "checkpoints": dict(self.checkpoints),
             "settings": settings_of(cfg), "environment": environment(self.device, self.dtype),
-            "outputs": ["input.png", "multiview.png", "output.png", "gaussians.ply",
+            "outputs": ["input.png", "multiview.png", "output.png", "gaussians.ply", VIEW_CAMERAS,
                         *(["turntable.mp4"] if video is not None else []), "summary.json"]}
         summary = json.loads(json.dumps(summary))  # what the file holds (tuples become lists)
         write_json(out / "summary.json", summary)

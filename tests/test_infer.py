@@ -35,7 +35,8 @@ from facelift.stages import BackgroundWrites
 PHOTO_RGB, PHOTO_RGBA = SAMPLE / "examples" / "000.png", SAMPLE / "examples" / "002.png"
 TINY = ["model/pipeline@mvdiffusion.random=random_tiny", "gslrm.random={d:64,d_head:16,n_layer:2}",
         "allow_random_init=true", "model_size=64", "steps=2", "turntable.size=32", "device=cpu"]
-OUTPUTS = ("input.png", "multiview.png", "output.png", "gaussians.ply", "turntable.mp4", "summary.json")
+OUTPUTS = ("input.png", "multiview.png", "output.png", "gaussians.ply", "input_cameras.json", "turntable.mp4",
+           "summary.json")
 STAGES = ("gslrm", "filter", "render_views", "turntable_render", "mp4", "write_wait", "total")
 WRITES = ("input_png", "multiview_png", "output_png", "ply")  # on helper threads, beside the stages
 

@@ -39,6 +39,7 @@ from facelift.render.video import save_turntable
 from facelift.stages import BackgroundWrites, resolve_device
 from facelift.systems.gslrm_system import GSLRMSystem, Reconstruction
 from facelift.systems.metrics import ImageMetrics
+from facelift.viewer import VIEW_CAMERAS, write_view_cameras
 from facelift.views import Views
 from facelift.weights import load_checkpoint
 
@@ -225,6 +226,7 @@ def _save_sample(folder: Path, rec: Reconstruction, b: int, records: list[ViewRe
         gaussians = gaussians.filtered(prune, rec.inputs.cameras.centers[b])
     if cfg.ply:
         files.submit(save_ply, folder / "gaussians.ply", gaussians.to("cpu"))
+        files.submit(write_view_cameras, folder / VIEW_CAMERAS, rec.inputs.cameras[b])  # scripts/view.py's frusta
     if cfg.turntable.frames > 0:  # rendered here, on the device the next batch waits for
         size = cfg.turntable.size or rec.inputs.images.shape[-1]  # the model's views: a 32 px model, 32 px frames
         save_turntable(folder / "turntable.mp4", gaussians, cfg.turntable.frames, size,
