@@ -8,6 +8,7 @@ from omegaconf import DictConfig
 from facelift.errors import exit_on_user_error
 from facelift.pipeline import run_inference
 from facelift.run import register_resolvers
+from facelift.viewer import view_command
 
 register_resolvers()
 
@@ -15,7 +16,8 @@ register_resolvers()
 @hydra.main(version_base="1.3", config_path="conf", config_name="infer")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
-    run_inference(cfg)
+    if run_inference(cfg):  # what it wrote, to turn around in the browser
+        print(f"view the Gaussians: {view_command(cfg.output_dir)}")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,14 @@
 """Train a system: `python train.py [experiment=NAME] [key=value ...]` (see conf/train.yaml)."""
 
+from pathlib import Path
+
 import hydra
 from omegaconf import DictConfig
 
 from facelift.errors import exit_on_user_error
 from facelift.run import register_resolvers, train
 
-register_resolvers()
+register_resolvers(Path(__file__).resolve().parent)  # ${facelift_root:}: this checkout, from any cwd
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")

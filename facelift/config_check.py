@@ -14,10 +14,13 @@ from typing import get_args
 
 from omegaconf import DictConfig, OmegaConf
 
-from facelift.errors import ConfigError
+from facelift.errors import ConfigError, InputError, MissingWeightsError, SetupError
+from facelift.losses.lpips_loss import VGG16_HOW
+from facelift.losses.vgg19_weights import MATCONVNET_URL
 from facelift.models.gslrm.transformer import AttentionBackend
 from facelift.render.renderer import Backend
-from facelift.systems.optim import SCHEDULES
+from facelift.data.image_cache import CACHE_MODES
+from facelift.systems.optim import FUSED, SCHEDULES
 
 _ABSENT = object()
 RENDER_BACKENDS = get_args(Backend)
@@ -91,6 +94,8 @@ def check_train_config(cfg: DictConfig) -> None:
     size = _int(cfg, "data.image_size", 1)
     _int(cfg, "data.batch_size_per_gpu", 1)
     _int(cfg, "data.num_workers", 0)
+    _choice(cfg, "data.cache", CACHE_MODES)
+    _check_step_speed(cfg)
     patch = _int(cfg, "model.net.patch_size", 1)
     if patch is not None and size is not None and size % patch:
         raise ConfigError("data.image_size", size, f"is not a multiple of model.net.patch_size={patch} (GS-LRM cuts "
@@ -113,10 +118,118 @@ def check_train_config(cfg: DictConfig) -> None:
         _int(cfg, "trainer.max_steps", 1)
 
 
+def check_device(cfg: DictConfig, choices: dict) -> None:
+    """A GPU trainer where no CUDA device is visible: one line saying what to add (Lightning would stop deep in a
+    traceback: "No supported gpu backend found!"). ``choices`` are Hydra's group choices (experiment, trainer)."""
+    import torch
+
+    if _get(cfg, "trainer.accelerator") not in ("gpu", "cuda") or torch.cuda.is_available():
+        return
+    experiment, trainer = choices.get("experiment"), choices.get("trainer")
+    add, per_step, note = (_get(cfg, f"cpu_run.{k}") for k in ("add", "seconds_per_step", "note"))
+    add = "trainer=cpu" if add in (_ABSENT, None) else add
+    told = ([f"about {per_step:g} s a step on the CPU"] if isinstance(per_step, (int, float)) else []) + \
+        ([note] if isinstance(note, str) and note else [])
+    speed = f" ({'; '.join(told)})" if told else ""
+    if trainer in (None, "cpu"):  # the group is the CPU one: trainer.accelerator was typed
+        raise SetupError(f"trainer.accelerator={_get(cfg, 'trainer.accelerator')} but no CUDA device is visible; "
+                         f"use trainer.accelerator=cpu{speed}")
+    chooser = f"experiment={experiment} selects trainer={trainer}" if experiment else f"trainer={trainer}"
+    raise SetupError(f"{chooser} but no CUDA device is visible; add {add}{speed}")
+
+
+# Files the configs name by default: what each is and how to get it (a path the user typed gets no advice when its
+# name is not one of these: the fix is their path, not a download)
+KNOWN_FILES = {
+    "ckpt_0000000000021125.pt": (
+        "FaceLift's released GS-LRM checkpoint (it also carries the perceptual loss's VGG19)",
+        "download checkpoints/gslrm/ckpt_0000000000021125.pt from the Hugging Face repo wlyu/OpenFaceLift to that "
+        "path"),
+    "imagenet-vgg-verydeep-19.mat": ("MatConvNet's ImageNet VGG19 (the perceptual loss)",
+                                     f"download {MATCONVNET_URL} to that path"),
+    "vgg16-397923af.pth": ("torchvision's ImageNet VGG16 (LPIPS's backbone)", f"{VGG16_HOW} --out that path"),
+    "human_d512.ckpt": ("a human GS-LRM of d 512 / 8 layers (experiment mouse_gslrm_finetune starts from it)",
+                        "train one with python train.py experiment=human_gslrm_sample and copy its "
+                        "checkpoints/last.ckpt to that path, or give model.init_ckpt=PATH"),
+}
+_WHAT = {"model.init_ckpt": "GS-LRM weights to start from", "loss.vgg19_weights": "VGG19 of the perceptual loss",
+         "loss.lpips_vgg16_weights": "VGG16 of the LPIPS loss",
+         "model.val_metrics.lpips_vgg16_weights": "VGG16 of validation LPIPS"}
+
+
+def _needed_files(cfg: DictConfig) -> dict[str, list[str]]:
+    """``{path: [keys]}`` of every weight file this training run will read (resume ignores ``init_ckpt``)."""
+    def weight(key):
+        value = _get(cfg, key)
+        return isinstance(value, (int, float)) and value > 0
+
+    needed = {
+        "model.init_ckpt": not _get(cfg, "ckpt_path"),
+        "loss.vgg19_weights": weight("loss.perceptual_loss_weight") and _get(cfg, "loss.allow_random_init") is not True,
+        "loss.lpips_vgg16_weights": weight("loss.lpips_loss_weight") and _get(cfg, "loss.allow_random_init") is not True,
+        "model.val_metrics.lpips_vgg16_weights": _get(cfg, "model.val_metrics.lpips") is True and
+        _get(cfg, "model.val_metrics.allow_random_init") is not True,
+    }
+    files: dict[str, list[str]] = {}
+    for key, wanted in needed.items():
+        path = _get(cfg, key)
+        if wanted and path not in (_ABSENT, None, ""):
+            files.setdefault(str(path), []).append(key)
+    return files
+
+
+def check_train_files(cfg: DictConfig) -> None:
+    """Every weight file the run needs and lacks, in one line: the exact path, what it is, how to get it (the
+    component that reads a file would stop at the first, after the others before it had loaded)."""
+    from pathlib import Path
+
+    problems = []
+    for path, keys in _needed_files(cfg).items():
+        file = Path(path).expanduser()
+        if file.is_file():
+            continue
+        what, how = KNOWN_FILES.get(file.name, (_WHAT[keys[0]], None))
+        if file.is_dir():
+            problems.append(f"{', '.join(keys)}: {what}: {file} is a folder, not a file")
+        else:
+            problems.append(f"{', '.join(keys)}: {what} not found at {file}" + (f"; {how}" if how else ""))
+    if problems:
+        raise MissingWeightsError(" | ".join(problems))
+
+
+def check_train_data(cfg: DictConfig) -> None:
+    """The data's file lists exist (or the set is made on first use): else one line naming the list expected and
+    the command that makes or fetches the set (``data_how_to_get``, set by the experiments)."""
+    from pathlib import Path
+
+    if _get(cfg, "data.synthesize") not in (_ABSENT, None) or _get(cfg, "data.data_dir") in (_ABSENT, None):
+        return
+    how = _get(cfg, "data_how_to_get")
+    for split in ("train", "val"):
+        name = _get(cfg, f"data.{split}_list")
+        if name in (_ABSENT, None):
+            continue
+        path = Path(name) if Path(name).is_absolute() else Path(cfg.data.data_dir) / name
+        if not path.is_file():
+            raise InputError(path, f"{split} file list not found (data.data_dir + data.{split}_list)" +
+                             (f"; {how}" if isinstance(how, str) and how else ""))
+
+
+def _check_step_speed(cfg: DictConfig) -> None:
+    """The on-device step rule drops skipped updates inside fused AdamW: refuse a config without one."""
+    _choice(cfg, "model.optim.fused", FUSED)
+    if _get(cfg, "model.step_rule.on_device") is True:
+        fused = _get(cfg, "model.optim.fused")
+        if fused is False or (fused in ("auto", _ABSENT) and _get(cfg, "trainer.accelerator") == "cpu"):
+            raise ConfigError("model.step_rule.on_device", True, "needs a fused AdamW: set model.optim.fused=true "
+                                                                 "(auto is fused on CUDA only)")
+
+
 def check_eval_config(cfg: DictConfig) -> None:
     """Everything eval.py can refuse before reading the checkpoint."""
     _choice(cfg, "split", ("val", "test"))
     _choice(cfg, "precision", ("fp32", "bf16"))
+    _choice(cfg, "data.cache", (*CACHE_MODES, None))
     _choice(cfg, "render_backend", RENDER_BACKENDS)
     _choice(cfg, "metrics.lpips", ("auto", True, False))
     device = _get(cfg, "device")
@@ -128,3 +241,44 @@ def check_eval_config(cfg: DictConfig) -> None:
     _int(cfg, "turntable.size", 1)
     check_views(cfg)
     _int(cfg, "data.image_size", 1)
+
+
+def _yaml(value) -> str:
+    """A value as the command line / YAML spells it (true, null), not as Python prints it."""
+    if value is None or isinstance(value, bool):
+        return "null" if value is None else str(value).lower()
+    return str(value)
+
+
+def _leaves(node, prefix: str) -> dict[str, object]:
+    """``{dotted.key: value}`` of every leaf under ``node`` (interpolations unresolved, as the files write them)."""
+    if isinstance(node, dict):
+        return {k: v for key, sub in node.items() for k, v in _leaves(sub, f"{prefix}.{key}").items()}
+    return {prefix: node}
+
+
+def overwritten_choices(cfg: DictConfig, config_name: str, overrides: list[str]) -> str | None:
+    """One line naming the values of a group option chosen on the command line (``model=gslrm_tiny``) that the
+    chosen ``experiment=`` writes over, or None. Hydra lets the command line's group choices win over an experiment's
+    ``override /group:``, but the experiment's own ``group.key: value`` lines still land on the chosen option; the user
+    is told which. Needs an initialised Hydra (inside an entry point or ``initialize_config_dir``)."""
+    from hydra import compose
+
+    experiment = next((o.split("=", 1)[1] for o in overrides if o.startswith("experiment=")), None)
+    groups = [o for o in overrides if "=" in o and not o.startswith(("experiment=", "hydra", "+", "~")) and
+              "." not in o.split("=", 1)[0]]
+    if not experiment or not groups:
+        return None
+    keys_set = {o.split("=", 1)[0].lstrip("+") for o in overrides if "." in o.split("=", 1)[0]}
+    chosen = compose(config_name, overrides=groups)  # the same choices without the experiment
+    changed = []
+    for choice in groups:
+        group = choice.split("=", 1)[0].replace("/", ".")
+        mine = _leaves(OmegaConf.to_container(_get(chosen, group), resolve=False), group)
+        final = _leaves(OmegaConf.to_container(_get(cfg, group), resolve=False), group)
+        changed += [f"{k}={_yaml(final[k])} (was {_yaml(v)})" for k, v in mine.items()
+                    if k in final and final[k] != v and k not in keys_set]
+    if not changed:
+        return None
+    return (f"experiment={experiment} sets {', '.join(changed)} over {' '.join(groups)}; give KEY=VALUE on the "
+            "command line to keep a value")

@@ -35,8 +35,21 @@ def read_image(path: str | Path, min_size: int = 2) -> Tensor:
     return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
 
 
+def has_alpha_channel(path: str | Path) -> bool | None:
+    """Whether the file stores an alpha channel, from its header alone (no pixels decoded); None if unreadable."""
+    try:
+        with Image.open(path) as im:
+            return _has_alpha(im)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return None
+
+
+def _has_alpha(im: Image.Image) -> bool:
+    return im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
+
+
 def _to_float_array(im: Image.Image) -> np.ndarray:  # [H, W, 3|4] float32 in [0, 1]
-    has_alpha = im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info)
+    has_alpha = _has_alpha(im)
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16/32-bit grayscale: keep the precision, then scale
         a = np.asarray(im, dtype=np.float32)
         a = a / (65535.0 if a.max() > 255 or im.mode.startswith("I;16") else 255.0)

@@ -15,6 +15,7 @@ import logging
 import platform
 import time
 from dataclasses import asdict, replace
+from contextlib import nullcontext
 from functools import partial
 from importlib import metadata
 from pathlib import Path
@@ -22,7 +23,6 @@ from pathlib import Path
 import hydra
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
-from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from facelift.atomic import write_json
@@ -31,18 +31,23 @@ from facelift.data.camera_json import CAMERA_FILE, read_camera_file
 from facelift.data.image_ops import square_padding
 from facelift.data.multiview import MultiViewDataset
 from facelift.data.rig import RigNormalization, normalize_rig
-from facelift.errors import InputError
+from facelift.errors import ConfigError, InputError
 from facelift.gaussians import GaussianFilter, Gaussians, save_ply
 from facelift.image_io import image_grid, to_uint8, write_image
 from facelift.models.gslrm import GSLRM, GSLRMConfig
 from facelift.models.gslrm.checkpoint import load_gslrm as load_gslrm_file
 from facelift.models.mvdiffusion import MVDiffusionPipeline, load_pipeline
-from facelift.preprocess import Preprocessor, PreprocessSettings
+from facelift.models.mvdiffusion.loading import HOW_TO_GET as MVDIFFUSION_HOW_TO_GET
+from facelift.models.mvdiffusion.loading import PROMPT_EMBEDS_HOW_TO_GET
+from facelift.preprocess import (Preprocessor, PreprocessSettings, face_detector_problem, needs_background_model,
+                                 u2net_model)
 from facelift.render import render
-from facelift.render.turntable import orbit_cameras, ring_cameras, turntable_chunks
+from facelift.render.turntable import angle_labels, orbit_cameras, ring_cameras, turntable_chunks
+from facelift.progress import ShownStageClock, progress
 from facelift.stages import BackgroundWrites, StageClock, resolve_device
+from facelift.viewer import VIEW_CAMERAS, write_view_cameras
 from facelift.views import Views
-from facelift.weights import require_file, sha256_of
+from facelift.weights import WeightPath, raise_if_missing, sha256_of
 
 log = logging.getLogger("facelift")
 
@@ -52,8 +57,11 @@ FACELIFT_AZIMUTHS_DEG = (180.0, 225.0, 270.0, 315.0, 0.0, 90.0)  # utils_folder/
 # PNGs are written on helper threads while the GPU goes on; at zlib level 6 a busy 3072x512 picture outlasted the GPU
 # work (output.png of random weights on the H100 host: 1.1 s at level 6, 0.3 s at level 1)
 write_png = partial(write_image, png_compress_level=1)
-GSLRM_HOW_TO_GET = ("download FaceLift's checkpoints/gslrm/ckpt_0000000000021125.pt from the Hugging Face repo "
-                    "wlyu/OpenFaceLift there, or point gslrm.ckpt at a checkpoint written by train.py")
+GSLRM_FILE = "ckpt_0000000000021125.pt"  # FaceLift's released GS-LRM checkpoint
+GSLRM_HOW_TO_GET = (f"download FaceLift's checkpoints/gslrm/{GSLRM_FILE} from the Hugging Face repo wlyu/OpenFaceLift "
+                    "there, or point gslrm.ckpt at a checkpoint written by train.py")
+UNET_DIR_HOW_TO_GET = ("point mvdiffusion.unet_dir at the unet/ folder a train.py run exported (<run>/unet), or set "
+                       "it to null to use <mvdiffusion.ckpt>/unet")
 
 
 # ----------------------------------------------------------------------------------------- rigs
@@ -123,8 +131,54 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype:
 
 def _check_random(allowed: bool, key: str) -> None:
     if not allowed:
-        raise ValueError(f"{key} builds a model with RANDOM weights; set allow_random_init=true to mean it "
-                         "(tests and benchmarks only)")
+        raise ConfigError("allow_random_init", "false", f"{key} builds a model with RANDOM weights; add "
+                          "allow_random_init=true to mean it (tests and benchmarks only)")
+
+
+def gslrm_weights(cfg: DictConfig) -> WeightPath:
+    """The GS-LRM checkpoint ``cfg.ckpt`` (download advice only where the path names FaceLift's file)."""
+    return WeightPath("GS-LRM checkpoint", cfg.ckpt, GSLRM_HOW_TO_GET, "gslrm.ckpt", expected_name=GSLRM_FILE)
+
+
+def mvdiffusion_weights(cfg: DictConfig) -> list[WeightPath]:
+    """The MVDiffusion pipeline folder, its prompt embeddings and, when set, the UNet folder used instead."""
+    weights = [WeightPath("MVDiffusion pipeline folder", cfg.ckpt, MVDIFFUSION_HOW_TO_GET, "mvdiffusion.ckpt",
+                          folder=True, expected_name="pipeckpts"),
+               WeightPath("MVDiffusion per-view prompt embeddings", cfg.prompt_embeds, PROMPT_EMBEDS_HOW_TO_GET,
+                          "mvdiffusion.prompt_embeds", expected_name="clr_embeds.pt")]
+    if cfg.unet_dir:
+        weights.append(WeightPath("MVDiffusion UNet folder", cfg.unet_dir, UNET_DIR_HOW_TO_GET,
+                                  "mvdiffusion.unet_dir", folder=True))
+    return weights
+
+
+def check_run(cfg: DictConfig, items: list[tuple[str, Path]]) -> None:
+    """Before any model loads: random weights only when asked for explicitly, and every weight the inputs will
+    use present; all the missing ones are named in one message (a newcomer learns everything in one run)."""
+    photos = [path for kind, path in items if kind == "image"]  # sample folders skip MVDiffusion and preprocessing
+    if cfg.turntable.frames < 0:
+        raise ConfigError("turntable.frames", cfg.turntable.frames, "must be >= 0 (0: no turntable.mp4)")
+    for key in ("gslrm.random", "mvdiffusion.random"):
+        if OmegaConf.select(cfg, key) is not None and (key.startswith("gslrm") or photos):
+            _check_random(cfg.allow_random_init, key)
+    weights = [gslrm_weights(cfg.gslrm)] if cfg.gslrm.get("random") is None else []
+    if photos and cfg.mvdiffusion.get("random") is None:
+        weights += mvdiffusion_weights(cfg.mvdiffusion)
+    settings = preprocess_settings(cfg)
+    if any(needs_background_model(path, settings) for path in photos):
+        weights.append(u2net_model(settings.u2net_home))
+    problems = [problem for weight in weights if (problem := weight.problem()) is not None]
+    if photos and settings.crop == "face" and (problem := face_detector_problem()) is not None:
+        problems.append(problem)
+    raise_if_missing(problems)
+
+
+def preprocess_settings(cfg: DictConfig) -> PreprocessSettings:
+    return PreprocessSettings(size=cfg.image_size, crop=cfg.rig.crop if cfg.auto_crop else "none",
+                              background=cfg.background, u2net_home=cfg.paths.u2net_home,
+                              mask_threshold=cfg.mask_threshold, face_min_confidence=cfg.face_min_confidence,
+                              foreground_fraction=cfg.rig.foreground_fraction, max_side=cfg.max_input_side,
+                              min_side=cfg.min_input_side)
 
 
 def load_gslrm(cfg: DictConfig, allow_random_init: bool) -> tuple[GSLRM, dict]:
@@ -137,7 +191,7 @@ def load_gslrm(cfg: DictConfig, allow_random_init: bool) -> tuple[GSLRM, dict]:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             return GSLRM(config).eval(), {"random": True, "config": asdict(config)}
-    path = require_file(cfg.ckpt, "GS-LRM checkpoint", GSLRM_HOW_TO_GET)
+    path = gslrm_weights(cfg).require()
     net, layout = load_gslrm_file(path, gradient_checkpointing=False, attention_backend=cfg.attention_backend)
     return net, {"path": str(path), "sha256": sha256_of(path), "layout": layout, "config": asdict(net.config)}
 
@@ -173,14 +227,10 @@ class InferenceRunner:
         self.load_seconds = {"gslrm": round(time.perf_counter() - start, 3)}
         self._mvdiffusion: MVDiffusionPipeline | None = None  # loaded for the first photo only
         self._rig: tuple[Cameras, dict] | None = None
-        crop = cfg.rig.crop if cfg.auto_crop else "none"
-        self.preprocessor = Preprocessor(PreprocessSettings(
-            size=cfg.image_size, crop=crop, background=cfg.background, u2net_home=cfg.paths.u2net_home,
-            mask_threshold=cfg.mask_threshold, face_min_confidence=cfg.face_min_confidence,
-            foreground_fraction=cfg.rig.foreground_fraction, max_side=cfg.max_input_side,
-            min_side=cfg.min_input_side), self.device)
+        self.preprocessor = Preprocessor(preprocess_settings(cfg), self.device)
         self.filter = GaussianFilter.from_mapping(OmegaConf.to_container(cfg.filter, resolve=True))
         t = cfg.turntable
+        self.num_stages = 6 + 2 * (t.frames > 0)  # per input: preprocess or load_views, then those of the Gaussians
         self.orbit = orbit_cameras(t.frames, t.size, radius=t.radius, elevation_deg=t.elevation_deg,
                                    hfov_deg=t.hfov_deg)
 
@@ -203,7 +253,7 @@ class InferenceRunner:
 
     def image(self, path: Path, out: Path) -> dict:
         """One photo -> every output file in ``out``; returns the summary."""
-        cfg, clock = self.cfg, StageClock(self.device)
+        cfg, clock = self.cfg, ShownStageClock(self.device, path.name, self.num_stages)
         with clock("preprocess"):
             pre = self.preprocessor(path)
         self._note_preprocess_weights(pre.report.mask_source, pre.report.crop)
@@ -218,7 +268,9 @@ class InferenceRunner:
             files.submit(clock.timed, "input_png", write_png, out / "input.png", to_uint8(pre.image))
             with clock("mvdiffusion"):
                 views = pipe(pre.image, num_inference_steps=cfg.steps, guidance_scale=cfg.guidance_scale,
-                             eta=cfg.eta, seed=cfg.seed, height=self.size, width=self.size).float()  # [1, V, 3, S, S]
+                             eta=cfg.eta, seed=cfg.seed, height=self.size, width=self.size,
+                             steps_progress=partial(progress, desc="multiview", unit="step", leave=False)
+                             ).float()  # [1, V, 3, S, S]
             v = views.shape[1]
             index = torch.stack([torch.arange(v), torch.zeros(v, dtype=torch.long)], dim=-1)[None]  # [1, V, 2]
             batch = Views(views, torch.ones_like(views[:, :, :1]), cameras.to(views.device)[None],
@@ -228,7 +280,7 @@ class InferenceRunner:
 
     def sample(self, folder: Path, out: Path) -> dict:
         """One sample folder of posed views -> every output file in ``out`` (no MVDiffusion); returns the summary."""
-        clock = StageClock(self.device)
+        clock = ShownStageClock(self.device, folder.name, self.num_stages)
         with clock("load_views"):
             views, rig_info = load_sample_views(folder, self.cfg.rig, self.cfg.gslrm.input_views, self.size,
                                                 self.cfg.mask_threshold)
@@ -250,7 +302,8 @@ class InferenceRunner:
         cfg, backend, t = self.cfg, self.cfg.render_backend, self.cfg.turntable
         files.submit(clock.timed, "multiview_png", write_png, out / "multiview.png", image_grid(views.images[0]))
         # ffmpeg starts now, while GS-LRM runs; it encodes each turntable chunk while the next one renders
-        with Mp4Stream(out / "turntable.mp4", t.size, t.size, t.fps, t.crf) as video:
+        video = Mp4Stream(out / "turntable.mp4", t.size, t.size, t.fps, t.crf) if t.frames > 0 else None
+        with video or nullcontext():
             with clock("gslrm"):
                 predicted = self.reconstruct(views)  # [1, N]
             with clock("filter"):
@@ -260,13 +313,17 @@ class InferenceRunner:
                                            "settings; relax filter.*")
             with clock("render_views"):  # the PLY (the longest write) starts first
                 files.submit(clock.timed, "ply", save_ply, out / "gaussians.ply", gaussians.to("cpu"))
+                files.submit(write_view_cameras, out / VIEW_CAMERAS, views.cameras[0])  # scripts/view.py's frusta
                 rgb = render(gaussians, views.cameras.to(self.device), 1.0, backend).rgb[0]  # [V, 3, S, S]
                 files.submit(clock.timed, "output_png", write_png, out / "output.png", image_grid(rgb))
-            with clock("turntable_render"):  # includes handing each chunk of frames to the encoder
-                for frames in turntable_chunks(gaussians, self.orbit, 1.0, backend):  # [<=16, 3, T, T]
-                    video.add(frames)
-            with clock("mp4"):  # the encoder finishing the frames it still holds
-                video.finish()
+            if video is not None:  # turntable.frames=0: no video at all
+                with clock("turntable_render"):  # includes handing each chunk of frames to the encoder
+                    labels = angle_labels(t.frames) if t.angle_label else None
+                    for frames in turntable_chunks(gaussians, self.orbit, 1.0, backend, labels=labels):
+                        # frames: [<=16, 3, T, T]
+                        video.add(frames)
+                with clock("mp4"):  # the encoder finishing the frames it still holds
+                    video.finish()
         with clock("write_wait"):  # the PNGs and PLY still being written on the helper threads
             files.wait()  # a failed write raises here
         clock.stop()
@@ -277,7 +334,8 @@ class InferenceRunner:
             "timings_s": clock.seconds, "writes_s": clock.background, "ended_at_s": clock.ended_at,
             "model_load_s": dict(self.load_seconds), "checkpoints": dict(self.checkpoints),
             "settings": settings_of(cfg), "environment": environment(self.device, self.dtype),
-            "outputs": ["input.png", "multiview.png", "output.png", "gaussians.ply", "turntable.mp4", "summary.json"]}
+            "outputs": ["input.png", "multiview.png", "output.png", "gaussians.ply", VIEW_CAMERAS,
+                        *(["turntable.mp4"] if video is not None else []), "summary.json"]}
         summary = json.loads(json.dumps(summary))  # what the file holds (tuples become lists)
         write_json(out / "summary.json", summary)
         return summary
@@ -307,7 +365,7 @@ def environment(device: torch.device, dtype: torch.dtype) -> dict:
 def list_inputs(source: Path) -> list[tuple[str, Path]]:
     """``("image" | "sample", path)`` for every input ``source`` names, in sorted order."""
     if not source.exists():
-        raise InputError(source, "input not found")
+        raise InputError(source, "not found (input=)")
     if source.is_file():
         return [("image", source)]
     if (source / CAMERA_FILE).is_file():
@@ -339,13 +397,18 @@ def output_names(items: list[tuple[str, Path]]) -> list[str]:
 def run_inference(cfg: DictConfig) -> list[dict]:
     """Process every input of ``cfg.input``; returns the summaries. A single input's problem raises its
     `InputError`; a folder carries on past bad inputs and raises one `InputError` listing them at the end."""
+    if OmegaConf.is_missing(cfg, "input"):
+        raise ConfigError("input", "???", "no input given; add input=PATH (a photo, a folder of photos and/or sample "
+                                          "folders, or one sample folder)")
     source, out_root = Path(cfg.input), Path(cfg.output_dir)
     items = list_inputs(source)
+    check_run(cfg, items)
     single = source.is_file() or (source / CAMERA_FILE).is_file()  # not a folder of inputs
     runner = InferenceRunner(cfg)
     summaries, failures = [], []
     with logging_redirect_tqdm():  # log lines above the progress bar, not through it
-        for (kind, path), name in zip(tqdm(items, desc="infer", unit="input", disable=single), output_names(items)):
+        for (kind, path), name in zip(items if single else progress(items, desc="infer", unit="input"),
+                                      output_names(items)):
             try:
                 summary = (runner.image if kind == "image" else runner.sample)(path, out_root / name)
             except InputError as err:

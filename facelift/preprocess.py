@@ -29,8 +29,8 @@ from torch import Tensor
 from facelift.data.image_ops import resize
 from facelift.data.multiview import split_mask
 from facelift.errors import MissingWeightsError
-from facelift.image_io import composite, read_image, to_uint8
-from facelift.weights import require_file
+from facelift.image_io import composite, has_alpha_channel, read_image, to_uint8
+from facelift.weights import WeightPath
 
 log = logging.getLogger("facelift")
 
@@ -156,8 +156,7 @@ class Preprocessor:
         """rembg's u2net session from the local model file; U2NET_HOME points rembg at it (no download)."""
         if self._rembg is None:
             home = self.settings.u2net_home
-            model = require_file(None if home is None else Path(home) / "u2net.onnx",
-                                 "rembg's u2net background-removal model", U2NET_HOW_TO_GET)
+            model = u2net_model(home).require()
             from rembg import new_session
 
             previous = os.environ.get("U2NET_HOME")
@@ -193,14 +192,36 @@ class Preprocessor:
 
     def detector(self):
         if self._detector is None:
-            try:
-                from facenet_pytorch import MTCNN
-            except ImportError:
-                raise MissingWeightsError(f"face detection (auto_crop) needs facenet-pytorch, which is not "
-                                          f"installed; {FACENET_HOW_TO_GET}") from None
+            problem = face_detector_problem()
+            if problem is not None:
+                raise MissingWeightsError(problem)
+            from facenet_pytorch import MTCNN
+
             # FaceLift's detector settings: smallest face 20 px, stage thresholds 0.6/0.7/0.7, pyramid factor 0.709
             self._detector = MTCNN(min_face_size=20, thresholds=[0.6, 0.7, 0.7], factor=0.709, device=self.device)
         return self._detector
+
+
+def face_detector_problem() -> str | None:
+    """Why the MTCNN face detector cannot be built (its package is missing), or None."""
+    try:
+        import facenet_pytorch  # noqa: F401 - its wheel carries the MTCNN weights
+    except ImportError:
+        return f"face detection (auto_crop) needs facenet-pytorch, which is not installed; {FACENET_HOW_TO_GET}"
+    return None
+
+
+def u2net_model(u2net_home: str | Path | None) -> WeightPath:
+    """rembg's u2net model file, as the config places it (``paths.u2net_home``/u2net.onnx)."""
+    return WeightPath("rembg's u2net background-removal model",
+                      None if u2net_home is None else Path(u2net_home) / "u2net.onnx", U2NET_HOW_TO_GET,
+                      key="paths.u2net_home")
+
+
+def needs_background_model(path: str | Path, settings: PreprocessSettings) -> bool:
+    """Whether preprocessing ``path`` asks rembg for a mask: an RGB file under ``background=rembg`` (an alpha
+    channel is used instead; judged from the header, so an all-opaque alpha is found only when the photo is read)."""
+    return settings.background == "rembg" and has_alpha_channel(path) is False
 
 
 def onnx_providers(device: torch.device) -> list[str]:

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import logging
+import math
+import warnings
 from pathlib import Path
 
 import hydra
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from facelift.checkpoint_io import AtomicCheckpointIO
-from facelift.config_check import check_train_config
+from facelift.config_check import (check_device, check_train_config, check_train_data, check_train_files,
+                                   overwritten_choices)
 from facelift.errors import InputError
 from facelift.weights import require_complete
 
@@ -24,14 +28,60 @@ def repository_root() -> str:
     return str(root if (root / "conf").is_dir() else Path.cwd())
 
 
-def register_resolvers() -> None:
-    """Resolvers the configs use; idempotent so entry points and tests can call it freely."""
-    if not OmegaConf.has_resolver("facelift_root"):
-        # Not ${hydra:runtime.cwd}: Hydra resolves hydra.sweep.dir before its runtime node exists, so a multirun
-        # whose paths lean on it stops with a traceback. The checkout's root is known without Hydra.
-        OmegaConf.register_new_resolver("facelift_root", repository_root)
+def register_resolvers(root: Path | None = None) -> None:
+    """Resolvers the configs use; idempotent so entry points and tests can call it freely.
+
+    ``${facelift_root:}`` is the checkout: ``root`` (train.py and eval.py pass their own folder, which holds the
+    ``conf/`` Hydra reads), else `repository_root`. Not ``${hydra:runtime.cwd}``: Hydra resolves ``hydra.sweep.dir``
+    before its runtime node exists, so a multirun (``-m``) whose paths lean on it stops with a traceback; and the cwd
+    is not the checkout when a command is typed elsewhere."""
     if not OmegaConf.has_resolver("join"):
         OmegaConf.register_new_resolver("join", lambda xs: "_".join(str(x) for x in xs) if xs else "run")
+    if root is not None or not OmegaConf.has_resolver("facelift_root"):
+        folder = str(Path(root).resolve()) if root is not None else None
+        OmegaConf.register_new_resolver("facelift_root", (lambda: folder) if folder else repository_root,
+                                        replace=True)
+
+
+class ValidateAtEnd(L.Callback):
+    """Stop at ``max_steps`` through ``trainer.should_stop``, which makes Lightning run one more validation pass when
+    the last step is not a multiple of ``val_check_interval``: every run, a short sweep job included, ends with its
+    final validation metrics in its log and in the value train.py returns."""
+
+    def on_train_batch_end(self, trainer: L.Trainer, *args) -> None:
+        if 0 < trainer.max_steps <= trainer.global_step:
+            trainer.should_stop = True
+
+
+class _DropLitLoggerTip(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip: For seamless cloud logging")
+
+
+_LIT_LOGGER_TIP = _DropLitLoggerTip()
+
+
+def quiet_lightning() -> None:
+    """Silence two notices a user can do nothing about, each by its own message where it starts (nothing else):
+    Lightning 2.6's advertisement for its cloud logger, printed whatever logger a run chose, and torch 2.14's
+    FutureWarning on the ``LeafSpec()`` that Lightning's CombinedLoader builds around every DataLoader (Lightning's
+    code, not ours; drop this once Lightning builds leaves with ``treespec_leaf``)."""
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_LIT_LOGGER_TIP)
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+                            category=FutureWarning, module=r"lightning\.pytorch\.utilities\._pytree")
+
+
+def metrics_location(logger) -> str | None:
+    """Where a Lightning logger keeps this run's metrics: its folder (csv, tensorboard), or wandb's run folder with
+    its URL (an offline run: the folder to ``wandb sync``)."""
+    if getattr(logger, "log_dir", None):
+        return str(logger.log_dir)
+    run = getattr(logger, "experiment", None)
+    if run is None or not getattr(run, "dir", None):
+        return None
+    folder = Path(run.dir).parent  # <save_dir>/wandb/<run>/ (files/ inside)
+    return f"{folder} (wandb, offline: wandb sync {folder})" if getattr(run, "offline", False) else \
+        f"{folder} (wandb: {run.url})"
 
 
 def instantiate_list(node: DictConfig | None) -> list:
@@ -52,6 +102,14 @@ def build_trainer(cfg: DictConfig, **overrides) -> L.Trainer:
 def train(cfg: DictConfig) -> float | None:
     """Fit ``cfg.model`` (a LightningModule) on ``cfg.data`` (a LightningDataModule); returns the monitored metric."""
     check_train_config(cfg)  # before any work: a value that cannot work costs one line, not minutes
+    hc = HydraConfig.get() if HydraConfig.initialized() else None  # None: tests call train() on composed configs
+    check_device(cfg, dict(hc.runtime.choices) if hc else {})
+    check_train_files(cfg)
+    check_train_data(cfg)
+    if hc:
+        note = overwritten_choices(cfg, hc.job.config_name, list(hc.overrides.task))
+        if note:
+            log.warning(note)
     ckpt_path = cfg.get("ckpt_path")
     if ckpt_path:
         if not Path(ckpt_path).is_file():
@@ -63,8 +121,12 @@ def train(cfg: DictConfig) -> float | None:
     # plain containers: the data module's hyper-parameters go into checkpoints, which load with weights_only=True
     datamodule: L.LightningDataModule = hydra.utils.instantiate(cfg.data, _convert_="all")
     model: L.LightningModule = hydra.utils.instantiate(cfg.model)
+    quiet_lightning()
     trainer = build_trainer(cfg)
     log.info("run directory: %s (resolved config in .hydra/config.yaml)", out)
+    params = list(model.parameters())  # Lightning's summary table is off: it prints "FLOPs 0" without an input
+    log.info("model: %s, %.3g M parameters (%.3g M trainable)", type(model).__name__,
+             sum(p.numel() for p in params) / 1e6, sum(p.numel() for p in params if p.requires_grad) / 1e6)
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if trainer.is_global_zero:
@@ -73,6 +135,19 @@ def train(cfg: DictConfig) -> float | None:
         log.info("checkpoints: %s  (resume: ckpt_path=%s; evaluate: python eval.py ckpt=%s)", ckpt_dir,
                  ckpt_dir / "last.ckpt", ckpt_dir / "last.ckpt")
         for lg in trainer.loggers:
-            if getattr(lg, "log_dir", None):
-                log.info("metrics log: %s", lg.log_dir)
-    return metrics.get(cfg.get("optimized_metric") or "", None)
+            if metrics_location(lg):
+                log.info("metrics log: %s", metrics_location(lg))
+    return optimized_value(cfg.get("optimized_metric"), metrics)
+
+
+def optimized_value(key: str | None, metrics: dict[str, float]) -> float | None:
+    """The value a Hydra sweeper minimises or maximises: ``metrics[key]``; NaN (a failed trial to Optuna, a "nan"
+    in the sweep summary) when the run never logged it or it is not finite; None without a key."""
+    if not key:
+        return None
+    value = metrics.get(key, math.nan)
+    if not math.isfinite(value):
+        log.warning("optimized_metric=%s: %s", key, "not finite" if key in metrics else
+                    f"never logged (logged: {', '.join(sorted(metrics)) or 'nothing'})")
+        return math.nan
+    return value

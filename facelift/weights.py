@@ -1,6 +1,7 @@
 """Every pretrained file is resolved here from a local path; nothing is downloaded at run time.
 
-A missing file raises `MissingWeightsError` with one sentence: which file, and how to obtain it.
+A missing file raises `MissingWeightsError` with one sentence: which file, and how to obtain it (`WeightPath`); a run
+that needs several checks them all first and names every missing one in one message (`raise_if_missing`).
 Checkpoints are read with ``torch.load(weights_only=True)`` (a downloaded ``.pt`` cannot run code) or as
 ``.safetensors``; a legacy pickle that needs more than tensors and plain containers is refused with an explanation.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import pickle
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -17,24 +19,65 @@ import torch
 from facelift.errors import InputError, MissingWeightsError
 
 
-def require_file(path: str | Path | None, what: str, how_to_get: str) -> Path:
+@dataclass(frozen=True)
+class WeightPath:
+    """One pretrained file (or folder) a run needs: what it is, where the config points, how to obtain it.
+
+    ``how_to_get`` is advice for the file the project expects (FaceLift's name for it, ``expected_name``); a path the
+    user pointed elsewhere gets none, since downloading FaceLift's file would not put anything at their path.
+    """
+
+    what: str  # e.g. "GS-LRM checkpoint"
+    path: str | Path | None
+    how_to_get: str  # e.g. "download ... there"
+    key: str | None = None  # the config key that sets the path, named in the sentence
+    folder: bool = False  # a folder (a diffusers pipeline, a model cache) instead of a file
+    expected_name: str | None = None  # the project's file name; None: ``how_to_get`` fits any path
+
+    def problem(self) -> str | None:
+        """One sentence on what is wrong with the path, or None when it is usable."""
+        key, fix = (f" ({self.key})", f"point {self.key} at") if self.key else ("", "give")
+        if self.path is None or str(self.path) in ("", "None", "null"):
+            return f"no path is configured for {self.what}{key}; {self.how_to_get}"
+        path = Path(self.path).expanduser()
+        if path.is_dir() and not self.folder:
+            return f"{self.what}: {path} is a folder, not a file; {fix} the file itself"
+        if path.is_file() and self.folder:
+            return f"{self.what}: {path} is a file, not a folder; {fix} the folder itself"
+        if path.exists():
+            return None
+        if self.expected_name is not None and path.name != self.expected_name:  # the user's own path
+            return f"{self.what} not found at {path}{key}; check the path"
+        return f"{self.what} not found at {path}{key}; {self.how_to_get}"
+
+    def require(self) -> Path:
+        """The existing path, else `MissingWeightsError` with `problem`'s sentence."""
+        problem = self.problem()
+        if problem is not None:
+            raise MissingWeightsError(problem)
+        return Path(self.path).expanduser()
+
+
+def raise_if_missing(problems: list[str]) -> None:
+    """One `MissingWeightsError` for every missing weight at once (a run learns all it lacks, not one per try):
+    one problem is its sentence; several are a heading line and one line each."""
+    if len(problems) == 1:
+        raise MissingWeightsError(problems[0])
+    if problems:
+        raise MissingWeightsError(f"{len(problems)} weights are missing (nothing was run):\n"
+                                  + "\n".join(f"  - {p}" for p in problems))
+
+
+def require_file(path: str | Path | None, what: str, how_to_get: str, key: str | None = None,
+                 expected_name: str | None = None) -> Path:
     """Return ``path`` if it is an existing file, else raise one sentence naming it and how to get it."""
-    if path is None or str(path) in ("", "None", "null"):
-        raise MissingWeightsError(f"No path is configured for {what}; {how_to_get}")
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise MissingWeightsError(f"{what} not found at {path}; {how_to_get}")
-    return path
+    return WeightPath(what, path, how_to_get, key, False, expected_name).require()
 
 
-def require_dir(path: str | Path | None, what: str, how_to_get: str) -> Path:
+def require_dir(path: str | Path | None, what: str, how_to_get: str, key: str | None = None,
+                expected_name: str | None = None) -> Path:
     """Like `require_file`, for a folder (a diffusers pipeline folder, a model cache)."""
-    if path is None or str(path) in ("", "None", "null"):
-        raise MissingWeightsError(f"No path is configured for {what}; {how_to_get}")
-    path = Path(path).expanduser()
-    if not path.is_dir():
-        raise MissingWeightsError(f"{what} not found at {path}; {how_to_get}")
-    return path
+    return WeightPath(what, path, how_to_get, key, True, expected_name).require()
 
 
 def sha256_of(path: str | Path) -> str:

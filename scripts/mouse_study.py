@@ -8,7 +8,8 @@ views_4_holdout5,views_5_holdout5 --max-steps 10000 --minutes 75   (the view-cou
 Every step is one command of this project, run in its own process and logged to OUT/logs/<step>.log; all of them
 are also written to OUT/commands.sh, so any row can be rerun by hand:
   1. scripts/make_mouse_set.py -> OUT/raw (distinct animals, 6-camera rigs, split by animal; skipped if there)
-  2. scripts/prepare_mouse_data.py --no-normalize -> OUT/prepared (square views; rigs normalized by each run)
+  2. scripts/prepare_mouse_data.py --no-normalize -> OUT/prepared (square views; rigs normalized by each run), and
+     OUT/prepared_crop (--crop animal: views centred on the animal) when a chosen row trains on it
   3. per row: train.py experiment=mouse_gslrm_scratch (or _finetune) + the row's overrides -> OUT/runs/<row>,
      then eval.py split=test (the held-out animals) -> OUT/eval/<row>/metrics.json
   4. OUT/summary.json and OUT/summary.md: per row its overrides, steps, skipped updates and test scores, led by
@@ -16,9 +17,14 @@ are also written to OUT/commands.sh, so any row can be rerun by hand:
      cameras, the test views' foreground fraction, and a table of the view-count ablation (camera 5 held out);
      OUT/curves.png: every row's training loss, validation PSNR (foreground and whole image) and learning rate.
 --minutes is the training time of all rows together, shared equally (trainer.max_time of each run). A row whose
-eval metrics exist is not run again (delete OUT/eval/<row> to redo it). Rows that need a weight file that is
-absent (LPIPS's VGG16 for the LPIPS rows, VGG19 too for the perceptual row) or a human checkpoint (--human-ckpt,
-the finetune rows) are skipped and say so; nothing is downloaded. A failed row is recorded and the next one runs; the exit status is then 1.
+eval metrics exist is not run again. One without them whose run has a checkpoint resumes from
+OUT/runs/<row>/checkpoints/last.ckpt (a run killed by a command's time limit, or one whose OUT/eval/<row> was deleted
+to train it further): max_time then counts the time of every call, so a long row runs in chunks with a growing
+budget, e.g. --rows best_long --minutes 9, then rm -r OUT/eval/best_long and --minutes 18, then 25 (each chunk is
+evaluated); its earlier metrics.csv is kept as csv/metrics_until_<time>.csv. Delete OUT/runs/<row> too to start it
+afresh. Rows that need a weight file that is absent (LPIPS's VGG16 for the LPIPS rows, VGG19 too for the perceptual
+row) or a human checkpoint (--human-ckpt, the finetune rows) are skipped and say so; nothing is downloaded. A failed
+row is recorded and the next one runs; the exit status is then 1.
 """
 
 from __future__ import annotations
@@ -47,10 +53,44 @@ class Row:
     experiment: str = "mouse_gslrm_scratch"
     needs: tuple[str, ...] = ()  # weight files it cannot run without (keys of Study.weights(): vgg19, lpips)
     needs_human: bool = False  # --human-ckpt
+    prepared: str = "prepared"  # the prepared set it trains and is scored on: a key of PREPARED (OUT/<that>)
+    eval_overrides: tuple[str, ...] = ()  # eval.py overrides of its own (e.g. score a random-background row on white)
+
+
+# the prepared sets under OUT, each a prepare_mouse_data.py run on OUT/raw with these arguments
+PREPARED = {"prepared": (), "prepared_crop": ("--crop", "animal", "--margin", "0.15")}
 
 
 def spike(at: int, factor: float, steps: int) -> str:
     return f"model.optim.lr_spike={{at_step:{at},factor:{factor},steps:{steps}}}"
+
+
+def silhouette_rows() -> list[Row]:
+    """Issue 27: the animal, not the background. Every row states the silhouette, foreground-weight and background
+    keys, so a row means the same whatever the experiment's defaults; all rows run the experiment's steps."""
+    off = ("loss.alpha_loss_weight=0", "loss.foreground_weight=null", "data.background_color=white")
+    sil = ("loss.alpha_loss_weight=1.0", "loss.alpha_loss=l1")
+    white, random_bg = ("data.background_color=white",), ("data.background_color=random",)
+    on_white = ("data.background_color=white",)  # eval.py: scored on white, like every other row
+    fgw = sil + ("loss.foreground_weight=0.5",)
+    crop = "prepared_crop"
+    best = Row("silhouette_fgw_crop_random_bg", "all of it: silhouette, foreground 0.5, animal crops, random "
+               "backgrounds", fgw + random_bg, prepared=crop, eval_overrides=on_white)
+    return [
+        Row("before_silhouette", "the recipe before issue 27: L2 + 0.5 SSIM on white, no silhouette (an opaque shell)",
+            off),
+        Row("silhouette", "+ L1 between rendered alpha and mask, weight 1", sil + ("loss.foreground_weight=null",)
+            + white),
+        Row("silhouette_fgw", "+ foreground weighting: the mask's pixels carry half of L2 and SSIM", fgw + white),
+        Row("silhouette_fgw_crop", "+ animal-centred views (prepare --crop animal, margin 0.15; scored on the crops)",
+            fgw + white, prepared=crop),
+        Row("silhouette_fgw_random_bg", "+ a random background colour per sample (scored on white)", fgw + random_bg,
+            eval_overrides=on_white),
+        best,
+        Row("best_long", f"{best.name} trained 3x longer (30000 steps; run it alone: --rows best_long --minutes 25, "
+            "resumed across calls)", best.overrides + ("trainer.max_steps=30000",), prepared=crop,
+            eval_overrides=on_white),
+    ]
 
 
 def study_rows(spike_at: int = 1000, spike_factor: float = 100.0, spike_steps: int = 20) -> list[Row]:
@@ -58,7 +98,8 @@ def study_rows(spike_at: int = 1000, spike_factor: float = 100.0, spike_steps: i
     norm = "data.normalize_cameras."
     planted = spike(spike_at, spike_factor, spike_steps)
     return [
-        Row("scratch", "baseline: from scratch, rigs normalized globally (one similarity per rig), L2 + SSIM"),
+        Row("scratch", "baseline: from scratch, rigs normalized globally (one similarity per rig), L2 + SSIM, "
+            "silhouette, foreground 0.5"),
         Row("norm_per_camera", "rigs: each camera to 2.7, fx fy rescaled", (f"{norm}distance_mode=per_camera",)),
         Row("norm_off", "rigs: as recorded (tilted up, origin off the animal)", (f"{norm}enabled=false",)),
         Row("norm_seed_recipe", "rigs: the seed recipe (Y up, each camera to 2.7 from the raw origin, images kept)",
@@ -79,6 +120,7 @@ def study_rows(spike_at: int = 1000, spike_factor: float = 100.0, spike_steps: i
             ("data.num_input_views=3",), "mouse_gslrm_finetune", needs_human=True),
         Row("finetune_scratch_recipe", "the baseline's recipe (LR 4e-4, batch 8, L2 + SSIM) from the human checkpoint",
             needs_human=True),
+        *silhouette_rows(),
         *view_rows(),
     ]
 
@@ -147,8 +189,14 @@ class Study:
             overrides += [terms[name] for name, p in self.weights().items() if not p.is_file()]  # v2's feature
             # losses whose weight file is absent are dropped (and listed in the row's overrides), the rest kept
         days, rest = divmod(max(1, seconds), 86400)
+        last, log = run_dir / "checkpoints" / "last.ckpt", run_dir / "csv" / "metrics.csv"
+        if last.is_file():  # stopped before its evaluation (a command limit, a crash): go on from there; the
+            overrides.append(f"ckpt_path={last}")  # restored timer makes max_time this row's budget over all calls
+            if log.is_file() and not a.dry_run:  # Lightning's CSV logger starts metrics.csv afresh: keep the
+                # earlier part beside it
+                log.rename(log.with_name(f"metrics_until_{time.strftime('%Y%m%d-%H%M%S')}.csv"))
         train = [sys.executable, "train.py", f"experiment={row.experiment}", *overrides,
-                 f"data.data_dir={self.out / 'prepared'}", f"paths.weights_dir={a.weights_dir}",
+                 f"data.data_dir={self.out / row.prepared}", f"paths.weights_dir={a.weights_dir}",
                  f"hydra.run.dir={run_dir}", f"trainer.max_time={days:02d}:{time.strftime('%H:%M:%S', time.gmtime(rest))}",
                  f"data.image_size={a.image_size}", f"data.num_workers={a.workers}"]
         if a.max_steps:
@@ -164,7 +212,7 @@ class Study:
         evaluate = [sys.executable, "eval.py", f"ckpt={run_dir / 'checkpoints' / 'last.ckpt'}", "split=test",
                     f"hydra.run.dir={eval_dir}", f"paths.weights_dir={a.weights_dir}", "turntable.frames=0",
                     f"metrics.lpips={str(lpips).lower()}", f"limit_samples={a.eval_samples}",
-                    f"device={'cpu' if a.device == 'cpu' else 'auto'}", *a.eval_override]
+                    f"device={'cpu' if a.device == 'cpu' else 'auto'}", *row.eval_overrides, *a.eval_override]
         rc = self.run(f"eval_{row.name}", evaluate)
         if rc != 0:
             return {**result, "status": f"failed: eval.py exit {rc}"}
@@ -293,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     study = Study(args)
     (args.out / "logs").mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    raw, prepared = args.out / "raw", args.out / "prepared"
+    raw = args.out / "raw"
     if (raw / "generation.json").is_file():  # resuming: the set there must be the one asked for
         made = json.loads((raw / "generation.json").read_text())["num_animals"]
         if made != args.num_animals:
@@ -304,11 +352,14 @@ def main(argv: list[str] | None = None) -> int:
                                   "--width", str(args.gen_width), "--gaussians", str(args.gaussians),
                                   "--calib-noise-px", str(args.calib_noise_px)]):
             return 1
-    if not (prepared / "data_train.txt").is_file() and not args.summary_only:
-        if study.run("prepare", [sys.executable, "scripts/prepare_mouse_data.py", "--src", str(raw), "--dst",
-                                 str(prepared), "--size", str(args.image_size), "--no-normalize", "--workers",
-                                 str(args.workers)]):
-            return 1
+    for variant in sorted({"prepared"} | {r.prepared for r in rows if r.name in chosen}):
+        prepared = args.out / variant
+        if not (prepared / "data_train.txt").is_file() and not args.summary_only:
+            if study.run(variant.replace("prepared", "prepare"), [
+                    sys.executable, "scripts/prepare_mouse_data.py", "--src", str(raw), "--dst", str(prepared),
+                    "--size", str(args.image_size), "--no-normalize", "--workers", str(args.workers),
+                    *PREPARED[variant]]):
+                return 1
 
     selected = [r for r in rows if r.name in chosen]
     runnable = [r for r in selected if study.missing(r) is None]

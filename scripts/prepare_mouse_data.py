@@ -2,14 +2,18 @@
 
     python scripts/prepare_mouse_data.py --src RAW --dst OUT [--up-axis z] [--target-distance 2.7]
         [--distance-mode global|per_camera] [--no-normalize] [--size 512] [--resize-mode pad|stretch]
-        [--split auto|keep|random] [--val-fraction 0.1] [--test-fraction 0] [--seed 0] [--workers 0]
+        [--crop none|animal] [--margin 0.15] [--split auto|keep|random] [--val-fraction 0.1] [--test-fraction 0]
+        [--seed 0] [--workers 0]
 
 RAW holds sample_*/images/*.png and sample_*/opencv_cameras.json (any image size and intrinsics). OUT gets the same
 layout at --size x --size with normalized cameras (see facelift/data/rig.py; --no-normalize: checked, reported,
 written as recorded, for runs that normalize at load time), the file lists (RAW's own data_train/val/test.txt when
 it has data_train.txt, e.g. a set split by animal; else a random split by --seed),
 rig_report.json (per sample: up and its source, centre, scale, distances before and after, warnings) and
-rig_report.png (the rigs before and after). Bad input stops the run with one line naming the file, before anything
+rig_report.png (the rigs before and after). --crop animal cuts each view to a square around its mask (the mask's
+box, its longer side grown by --margin on each side; a view with an empty mask keeps its whole frame) before the
+resize, with the intrinsics moved and scaled to match, so the animal fills much of every view (boxes in
+rig_report.json, "crops"). Bad input stops the run with one line naming the file, before anything
 is written. Train with: python train.py data=mouse_gslrm data.data_dir=OUT
 """
 
@@ -20,7 +24,7 @@ import logging
 import sys
 from pathlib import Path
 
-from facelift.data.prepare import PrepareConfig, prepare_dataset
+from facelift.data.prepare import CROPS, PrepareConfig, prepare_dataset
 from facelift.data.rig import AXES, DISTANCE_MODES, RigNormalization
 from facelift.errors import exit_on_user_error
 
@@ -46,7 +50,12 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, PrepareConfi
     parser.add_argument("--no-normalize", action="store_true",
                         help="write the cameras as recorded (still checked and reported); training normalizes")
     parser.add_argument("--size", type=int, default=512, help="side of the square output images")
-    parser.add_argument("--resize-mode", choices=("pad", "stretch"), default="pad")
+    parser.add_argument("--resize-mode", choices=("pad", "stretch"), default="pad",
+                        help="whole frames (no --crop) to square: pad (no distortion) or stretch")
+    parser.add_argument("--crop", choices=CROPS, default="none",
+                        help="animal: each view cut to a square around its mask (alpha, or non-white for RGB)")
+    parser.add_argument("--margin", type=float, default=0.15,
+                        help="--crop animal: share of the mask box's longer side added on each side")
     parser.add_argument("--split", choices=("auto", "keep", "random"), default="auto",
                         help="auto: keep RAW's lists when it has data_train.txt, else random")
     parser.add_argument("--val-fraction", type=float, default=0.1, help="random split: share in data_val.txt")
@@ -60,8 +69,9 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, PrepareConfi
                                front_axis=args.front_axis, planarity_threshold=args.planarity_threshold,
                                rescale_focal=not args.no_rescale_focal, recentre=not args.no_recentre,
                                enabled=not args.no_normalize)
-        config = PrepareConfig(size=args.size, resize_mode=args.resize_mode, val_fraction=args.val_fraction,
-                               test_fraction=args.test_fraction, seed=args.seed, split=args.split, rig=rig)
+        config = PrepareConfig(size=args.size, resize_mode=args.resize_mode, crop=args.crop, margin=args.margin,
+                               val_fraction=args.val_fraction, test_fraction=args.test_fraction, seed=args.seed,
+                               split=args.split, rig=rig)
     except ValueError as err:
         parser.error(str(err))
     return args, config

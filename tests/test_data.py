@@ -343,7 +343,8 @@ def test_human_datamodule_from_hydra_on_the_public_sample():
     torch.testing.assert_close(batch.cameras.centers.norm(dim=-1), torch.full((1, 5), 2.7), atol=1e-5, rtol=0)
     val = next(iter(dm.val_dataloader()))
     assert val.images.shape == (1, 5, 3, 64, 64) and torch.equal(val.background, torch.ones(1, 3))
-    assert len(dm.test_dataloader().dataset) == 1  # test = val when no test list is given
+    with pytest.raises(InputError, match="has no test list"):  # never the validation list in its place
+        dm.test_dataloader()
 
 
 def test_datamodule_refuses_bad_settings():

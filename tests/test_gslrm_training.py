@@ -3,7 +3,9 @@
 import csv
 import json
 import logging
+import math
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -73,6 +75,31 @@ def test_default_job_makes_its_data_trains_and_says_where_things_are(default_run
     assert (default_run / "checkpoints" / "last.ckpt").is_file() and (default_run / ".hydra" / "config.yaml").is_file()
     console = (default_run / "console.txt").read_text()
     assert "checkpoints:" in console and "metrics log:" in console and "it/s" in console  # where things are; bar
+
+
+def test_the_default_job_prints_no_warning_a_user_cannot_act_on(default_run):
+    """Lightning's cloud-logger tip, torch's pytree FutureWarning (from Lightning's loader), the summary's "FLOPs 0"
+    and torch's too-many-workers warning are gone; the parameter count is one line."""
+    console = (default_run / "console.txt").read_text()
+    for noise in ("Tip:", "litlogger", "LeafSpec", "FLOPs", "worker processes", "Warning", "deprecated"):
+        assert noise not in console, noise
+    assert re.search(r"model: GSLRMSystem, 0\.19\d M parameters \(0\.19\d M trainable\)", console)
+
+
+def test_every_logger_names_where_its_metrics_are(tmp_path):
+    from lightning.pytorch.loggers import WandbLogger
+
+    from facelift.run import metrics_location
+
+    wandb = WandbLogger(save_dir=str(tmp_path), offline=True, project="t")
+    try:
+        where = metrics_location(wandb)
+        folder = next((tmp_path / "wandb").glob("offline-run-*"))
+        assert where == f"{folder} (wandb, offline: wandb sync {folder})"
+    finally:
+        wandb.experiment.finish()
+    csv_dir = metrics_location(L.pytorch.loggers.CSVLogger(str(tmp_path), name="csv", version=""))
+    assert Path(csv_dir) == tmp_path / "csv"
 
 
 @pytest.mark.slow
@@ -227,7 +254,7 @@ def test_the_eval_command_the_default_job_prints_works_without_lpips_weights(def
     assert len(notes) == 1 and str(tmp_path / "no_weights" / "lpips" / "vgg16-397923af.pth") in notes[0]
     ((out,),) = [list((tmp_path / "eval").iterdir())]
     view = json.loads((out / "metrics.json").read_text())["samples"][0]["views"][0]
-    assert set(view) == {"view", "input", "angle_deg", "psnr", "ssim", "psnr_fg", "psnr_int", "iou", "coverage",
+    assert set(view) == {"view", "input", "holdout", "angle_deg", "psnr", "ssim", "psnr_fg", "psnr_int", "iou", "coverage",
                          "precision", "fg_fraction"}  # no lpips key
 
 
@@ -252,7 +279,8 @@ def test_a_missing_weight_file_is_one_sentence(tmp_path):
                          cwd=REPO, capture_output=True, text=True, timeout=300)
     assert run.returncode == 2 and "Traceback" not in run.stderr
     last = run.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: VGG19 weights for the perceptual loss not found at") and str(tmp_path) in last
+    assert last.startswith("error: loss.vgg19_weights: MatConvNet's ImageNet VGG19 (the perceptual loss) not found at "
+                           f"{tmp_path / 'vgg19' / 'imagenet-vgg-verydeep-19.mat'}; download ")
 
 
 @pytest.mark.slow
@@ -312,15 +340,32 @@ def test_mouse_gslrm_v2_runs_two_steps_with_the_tiny_model_from_an_official_chec
 
 
 @pytest.mark.slow
-def test_multirun_sweeps_the_learning_rate(default_run, tmp_path):
-    run = subprocess.run([sys.executable, "train.py", "-m", "model.optim.lr=1e-3,3e-3", "trainer.max_steps=2",
-                          f"paths.data_dir={default_run.parents[1] / 'data'}", f"paths.log_dir={tmp_path}"],
-                         cwd=REPO, capture_output=True, text=True, timeout=600)
+def test_multirun_from_another_folder_puts_each_job_where_the_readme_says_and_summarises_the_sweep(tmp_path):
+    """`train.py -m` with the shipped configs, typed outside the checkout (a copy of train.py and conf/, as a fresh
+    clone): both jobs under <checkout>/outputs/<task>/multirun/<date>_<time>/<job>/ with a checkpoint at its LR and a
+    final validation (2 steps, fewer than val_check_interval), and sweep_summary.csv with one row per job."""
+    clone, elsewhere = tmp_path / "clone", tmp_path / "elsewhere"
+    shutil.copytree(REPO / "conf", clone / "conf")
+    shutil.copy(REPO / "train.py", clone / "train.py")
+    elsewhere.mkdir()
+    run = subprocess.run([sys.executable, str(clone / "train.py"), "-m", "model.optim.lr=1e-3,3e-3",
+                          "trainer.max_steps=2", "data.synthesize.num_samples=4", "data.synthesize.num_views=8"],
+                         cwd=elsewhere, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
-    (sweep,) = (tmp_path / "train" / "multirun").iterdir()
+    (sweep,) = (clone / "outputs" / "train" / "multirun").iterdir()
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}", sweep.name)
+    assert not list(elsewhere.iterdir())  # nothing written where the command was typed
     lrs = sorted(torch.load(sweep / job / "checkpoints" / "last.ckpt", weights_only=True)["hyper_parameters"]
                  ["optim"]["lr"] for job in ("0", "1"))
     assert lrs == [1e-3, 3e-3]
+    final = {job: logged(sweep / job, "val/psnr") for job in ("0", "1")}
+    assert all(len(rows) == 1 and math.isfinite(rows[0][1]) for rows in final.values())
+    with open(sweep / "sweep_summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["job"], float(r["model.optim.lr"])) for r in rows] == [("0", 1e-3), ("1", 3e-3)]
+    assert [float(r["val/psnr"]) for r in rows] == pytest.approx([final["0"][0][1], final["1"][0][1]])
+    for r in rows:  # and one line per job on the console
+        assert f"job {r['job']}: model.optim.lr={r['model.optim.lr']} -> val/psnr=" in run.stdout + run.stderr
 
 
 @pytest.mark.slow

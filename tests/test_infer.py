@@ -23,7 +23,7 @@ from PIL import Image
 from facelift.data.camera_json import read_camera_file
 from facelift.data.sample_folder import write_sample
 from facelift.data.synthetic.blob_scenes import make_sample
-from facelift.errors import InputError, MissingWeightsError
+from facelift.errors import ConfigError, InputError
 from facelift.gaussians import load_ply
 from facelift.image_io import read_image, write_image
 from facelift.models.gslrm import GSLRM, GSLRMConfig
@@ -35,7 +35,8 @@ from facelift.stages import BackgroundWrites
 PHOTO_RGB, PHOTO_RGBA = SAMPLE / "examples" / "000.png", SAMPLE / "examples" / "002.png"
 TINY = ["model/pipeline@mvdiffusion.random=random_tiny", "gslrm.random={d:64,d_head:16,n_layer:2}",
         "allow_random_init=true", "model_size=64", "steps=2", "turntable.size=32", "device=cpu"]
-OUTPUTS = ("input.png", "multiview.png", "output.png", "gaussians.ply", "turntable.mp4", "summary.json")
+OUTPUTS = ("input.png", "multiview.png", "output.png", "gaussians.ply", "input_cameras.json", "turntable.mp4",
+           "summary.json")
 STAGES = ("gslrm", "filter", "render_views", "turntable_render", "mp4", "write_wait", "total")
 WRITES = ("input_png", "multiview_png", "output_png", "ply")  # on helper threads, beside the stages
 
@@ -149,6 +150,17 @@ def test_sample_folder_with_a_trained_checkpoint(tmp_path):
     assert (read_image(tmp_path / "out" / "sample_000" / "input.png") - small).abs().mean() < 0.01
 
 
+def test_no_turntable_frames_no_video(tmp_path):
+    cfg = infer_cfg(tmp_path, f"input={SAMPLE / 'gslrm' / 'sample_000'}", "turntable.frames=0", *TINY)
+    summary, = run_inference(cfg)
+    folder = tmp_path / "out" / "sample_000"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(set(OUTPUTS) - {"turntable.mp4"})
+    assert summary["outputs"] == [name for name in OUTPUTS if name != "turntable.mp4"]
+    assert not {"turntable_render", "mp4"} & set(summary["timings_s"])
+    with pytest.raises(ConfigError, match="turntable.frames=-1: must be >= 0"):
+        run_inference(infer_cfg(tmp_path, f"input={SAMPLE / 'gslrm' / 'sample_000'}", "turntable.frames=-1", *TINY))
+
+
 @pytest.mark.slow
 def test_bad_inputs_in_a_folder_are_reported_and_the_good_ones_kept(tmp_path):
     src = tmp_path / "inputs"
@@ -184,7 +196,8 @@ def test_cli_one_line_error_and_exit_status(tmp_path):
     bad = tmp_path / "broken.png"
     bad.write_bytes(PHOTO_RGB.read_bytes()[:3000])
     run = subprocess.run([sys.executable, "infer.py", f"input={bad}", f"paths.root_dir={tmp_path}",
-                          f"output_dir={tmp_path / 'out'}", f"hydra.run.dir={tmp_path / 'run'}", *TINY],
+                          f"output_dir={tmp_path / 'out'}", f"hydra.run.dir={tmp_path / 'run'}", "background=threshold",
+                          *TINY],
                          cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
     assert run.returncode == 2, run.stderr
     assert "Traceback" not in run.stderr
@@ -192,33 +205,6 @@ def test_cli_one_line_error_and_exit_status(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------- weights and settings
-def test_missing_weights_are_one_sentence(tmp_path, monkeypatch):
-    def sentence(exc_info) -> str:
-        text = str(exc_info.value)
-        assert "\n" not in text and text.count(". ") == 0
-        return text
-
-    with pytest.raises(MissingWeightsError) as err:  # the default GS-LRM checkpoint under an empty weights folder
-        run_inference(infer_cfg(tmp_path, f"input={PHOTO_RGB}", "device=cpu"))
-    assert sentence(err).startswith(f"GS-LRM checkpoint not found at {tmp_path}/weights/gslrm/ckpt_") \
-        and "wlyu/OpenFaceLift" in str(err.value)
-    tiny_gslrm = ["gslrm.random={d:64,d_head:16,n_layer:2}", "allow_random_init=true", "device=cpu"]
-    with pytest.raises(MissingWeightsError) as err:  # MVDiffusion's folder, asked for by the first photo
-        run_inference(infer_cfg(tmp_path, f"input={PHOTO_RGB}", "background=threshold", "auto_crop=false",
-                                *tiny_gslrm))
-    assert sentence(err).startswith(f"MVDiffusion pipeline folder not found at {tmp_path}/weights/mvdiffusion")
-    with pytest.raises(MissingWeightsError) as err:  # rembg's model file: never downloaded
-        run_inference(infer_cfg(tmp_path, f"input={PHOTO_RGB}", *tiny_gslrm))
-    assert sentence(err).startswith(f"rembg's u2net background-removal model not found at {tmp_path}/weights/rembg/"
-                                    "u2net.onnx")
-    monkeypatch.setitem(sys.modules, "facenet_pytorch", None)  # as if not installed
-    with pytest.raises(MissingWeightsError) as err:
-        Preprocessor(PreprocessSettings(background="threshold"))(PHOTO_RGB)
-    assert "pip install --no-deps facenet-pytorch==2.6.0" in sentence(err) and "auto_crop=false" in str(err.value)
-    with pytest.raises(ValueError, match="allow_random_init=true"):  # random weights only when said explicitly
-        run_inference(infer_cfg(tmp_path, f"input={PHOTO_RGB}", "gslrm.random={d:64,d_head:16,n_layer:2}"))
-
-
 def test_gslrm_checkpoint_formats_load_with_their_architecture(tmp_path):
     torch.manual_seed(1)
     net = GSLRM(GSLRMConfig(d=64, d_head=64, n_layer=3))

@@ -272,7 +272,7 @@ def test_weighted_sum_honours_weights_and_facelift_warmups():
 
     pd = GSLRMLoss(l2_loss_weight=1.0, perceptual_loss_weight=0.5, warmup_pointsdist=True, allow_random_init=True)
     assert pd.weights_at(999) == {"l2": 0.0, "lpips": 0.0, "perceptual": 0.0, "ssim": 0.0, "pixelalign": 0.0,
-                                  "pointsdist": 0.1}
+                                  "pointsdist": 0.1, "alpha": 0.0}
     assert pd.weights_at(1000)["l2"] == 1.0 and pd.weights_at(1000)["pointsdist"] == 0.0
     assert pd.needs_pixel_xyz
     with pytest.raises(ValueError, match="need input_views and pixel_xyz"):

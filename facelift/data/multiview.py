@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 
 from facelift.cameras import Cameras
 from facelift.data.camera_json import CAMERA_FILE, read_camera_file
+from facelift.data.image_cache import ImageCache
 from facelift.data.image_ops import RESIZE_MODES, fit_square
 from facelift.data.rig import RigNormalization, normalize_rig
 from facelift.data.sample_folder import read_views
@@ -79,7 +80,8 @@ class MultiViewDataset(Dataset):
                  view_overlap_angle: float = 86.0, input_views: Sequence[int] | None = None,
                  normalize_cameras: RigNormalization | Mapping | None = None,
                  augmentation: PhotometricAugmentation | Mapping | None = None, evaluation: bool = False,
-                 skip_bad_samples: bool = False, holdout_views: Sequence[int] | None = None):
+                 skip_bad_samples: bool = False, holdout_views: Sequence[int] | None = None,
+                 cache: ImageCache | None = None):
         if not 1 <= num_input_views <= num_views:
             raise ValueError(f"need 1 <= num_input_views <= num_views, got {num_input_views} and {num_views}")
         if input_views is not None:
@@ -109,6 +111,7 @@ class MultiViewDataset(Dataset):
         self.augmentation = _as_dataclass(PhotometricAugmentation, augmentation)
         self.evaluation, self.skip_bad_samples = evaluation, skip_bad_samples
         self.skipped = 0  # bad samples skipped by this process (each DataLoader worker counts its own)
+        self.cache = cache  # decode-once camera files and images (`facelift.data.image_cache`); None: read files
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -128,7 +131,28 @@ class MultiViewDataset(Dataset):
 
     def load(self, idx: int) -> Views:
         """Item ``idx`` (no skipping): `Views` with batch 1, ``[1, num_views, ...]``."""
-        cam_file = read_camera_file(self.samples[idx] / CAMERA_FILE)
+        path = self.samples[idx] / CAMERA_FILE
+        cam_file = self.cache.camera_file(path) if self.cache else read_camera_file(path)
+        cameras = self.cache.rig(cam_file, self.rig_cameras) if self.cache else self.rig_cameras(cam_file)
+        gen = torch.Generator().manual_seed(idx) if self.evaluation else None
+        views = self.choose_views(cameras, gen, cam_file.path)
+
+        images = self.cache.read_views(cam_file, views) if self.cache else read_views(cam_file, views)
+        rgb, mask = split_mask(images, self.mask_threshold)  # [N, 3, H, W], [N, 1, H, W]
+        if self.augmentation.enabled and not self.evaluation:
+            rgb = adjust_photometric(rgb, *self.augmentation.draw(gen))
+        background = self.draw_background(gen).to(rgb.device, non_blocking=True)  # [3]; no sync on a GPU cache
+        rgb = rgb * mask + background[:, None, None] * (1 - mask)
+        pad_value = torch.cat([background, background.new_zeros(1)])
+        both, chosen = fit_square(torch.cat([rgb, mask], dim=1), cameras[views].to(torch.float32), self.image_size,
+                                  self.resize_mode, pad_value)
+        index = torch.stack([torch.tensor(views), torch.full((len(views),), idx)], dim=-1)  # [N, 2]
+        cams = Cameras(chosen.c2w[None], chosen.intrinsics[None], chosen.width, chosen.height)
+        return Views(both[None, :, :3].clamp(0, 1), both[None, :, 3:].clamp(0, 1), cams, index[None],
+                     background[None])
+
+    def rig_cameras(self, cam_file) -> Cameras:
+        """The sample's cameras [V] float64, its rig normalized when configured (a function of the file alone)."""
         cameras = cam_file.cameras  # [V] float64
         if self.holdout_views and max(self.holdout_views) >= len(cameras):
             raise InputError(cam_file.path, f"holdout_views {self.holdout_views} name views beyond its "
@@ -139,21 +163,7 @@ class MultiViewDataset(Dataset):
         if self.normalize.enabled:
             rig = normalize_rig(cameras.c2w, cameras.intrinsics, self.normalize, cam_file.up, cam_file.path)
             cameras = Cameras(rig.c2w, rig.intrinsics, cameras.width, cameras.height)
-        gen = torch.Generator().manual_seed(idx) if self.evaluation else None
-        views = self.choose_views(cameras, gen, cam_file.path)
-
-        rgb, mask = split_mask(read_views(cam_file, views), self.mask_threshold)  # [N, 3, H, W], [N, 1, H, W]
-        if self.augmentation.enabled and not self.evaluation:
-            rgb = adjust_photometric(rgb, *self.augmentation.draw(gen))
-        background = self.draw_background(gen)  # [3]
-        rgb = rgb * mask + background[:, None, None] * (1 - mask)
-        pad_value = torch.cat([background, background.new_zeros(1)])
-        both, chosen = fit_square(torch.cat([rgb, mask], dim=1), cameras[views].to(torch.float32), self.image_size,
-                                  self.resize_mode, pad_value)
-        index = torch.stack([torch.tensor(views), torch.full((len(views),), idx)], dim=-1)  # [N, 2]
-        cams = Cameras(chosen.c2w[None], chosen.intrinsics[None], chosen.width, chosen.height)
-        return Views(both[None, :, :3].clamp(0, 1), both[None, :, 3:].clamp(0, 1), cams, index[None],
-                     background[None])
+        return cameras
 
     def choose_views(self, cameras: Cameras, gen: torch.Generator | None, source) -> list[int]:
         """``num_views`` view ids, inputs first (each group sorted in evaluation, as FaceLift does), none of them

@@ -6,6 +6,8 @@ view counts, a rig that can be normalized) and writes nothing; the second writes
 So bad input stops the run before OUT is touched, and a crash mid-way leaves only complete samples.
 OUT gets ``sample_*/`` at ``size``², the file lists (relative paths), ``rig_report.json`` and ``rig_report.png``.
 Each prepared camera file states ``"up"`` (the target axis), so normalizing it again at load time is the identity.
+With ``crop: animal`` each view is cut to a square around its mask (grown by ``margin``) instead of the whole frame,
+so the animal fills a good part of every view; the intrinsics move and scale with the window (`facelift.rigs.crop`).
 With normalization off (``rig.enabled: false``) the rigs are checked and reported but written as they were (only
 resized), so that each training run normalizes them its own way (``data.normalize_cameras``: rig ablations).
 The split: a RAW set that has ``data_train.txt`` keeps its lists (``data_val.txt``, ``data_test.txt`` too: a set
@@ -18,27 +20,31 @@ import functools
 import logging
 import multiprocessing
 import random
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
+from torch import Tensor
 
 from facelift.atomic import write_json
 from facelift.cameras import Cameras
 from facelift.data.camera_json import CAMERA_FILE, CAMERA_KEYS, CameraFile, read_camera_file
 from facelift.data.image_ops import RESIZE_MODES, fit_square
+from facelift.data.multiview import split_mask
 from facelift.data.rig import AXES, NormalizedRig, RigNormalization, normalize_rig
 from facelift.data.rig_plot import plot_rigs
 from facelift.data.sample_folder import (TEST_LIST, TRAIN_LIST, VAL_LIST, check_view_count, read_file_list,
                                         read_views, write_file_list, write_sample)
 from facelift.errors import InputError
+from facelift.progress import progress
+from facelift.rigs.crop import SquareBox, animal_box, crop_views, frame_box
 
 log = logging.getLogger(__name__)
 
 REPORT_JSON, REPORT_PNG = "rig_report.json", "rig_report.png"
 SPLITS = ("auto", "keep", "random")
+CROPS = ("none", "animal")
+RGB_MASK_THRESHOLD = 0.98  # RGB files: the animal is where some channel is below this (data.mask_threshold's default)
 
 
 @dataclass
@@ -49,6 +55,8 @@ class PrepareConfig:
     test_fraction: float = 0.0  # random split: share of samples in data_test.txt (0: no test list)
     seed: int = 0  # seed of the random split
     split: str = "auto"  # auto: keep RAW's lists when it has data_train.txt, else random | keep | random
+    crop: str = "none"  # none: the whole frame made square (resize_mode) | animal: a square around each view's mask
+    margin: float = 0.15  # crop animal: the mask box's longer side grown by this share of it on each side
     rig: RigNormalization = field(default_factory=RigNormalization)
 
     def __post_init__(self) -> None:
@@ -62,6 +70,10 @@ class PrepareConfig:
                              f"{self.val_fraction} and {self.test_fraction}")
         if self.split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {self.split!r}")
+        if self.crop not in CROPS:
+            raise ValueError(f"crop must be one of {CROPS}, got {self.crop!r}")
+        if not self.margin >= 0:
+            raise ValueError(f"margin must be >= 0, got {self.margin}")
 
 
 @dataclass
@@ -69,6 +81,14 @@ class CheckedSample:
     name: str
     cam_file: CameraFile
     rig: NormalizedRig
+    boxes: list[SquareBox] | None = None  # crop animal: each view's window (the whole frame where its mask is empty)
+    empty_views: tuple[int, ...] = ()  # crop animal: views whose mask is empty (kept whole)
+
+    def crop_report(self) -> dict | None:
+        if self.boxes is None:
+            return None
+        return {"boxes_x0_y0_side": [[b.x0, b.y0, b.side] for b in self.boxes],
+                "empty_mask_views": list(self.empty_views)}
 
 
 def find_samples(src: Path) -> list[Path]:
@@ -84,14 +104,20 @@ def check_sample(sample_dir: Path, config: PrepareConfig) -> CheckedSample:
     """Pass 1 for one sample: everything that can be wrong with it raises `InputError` here."""
     cam_file = read_camera_file(sample_dir / CAMERA_FILE)
     check_view_count(cam_file)
-    read_views(cam_file, range(len(cam_file.frames)))  # decode every image (truncated files fail only here)
+    images = read_views(cam_file, range(len(cam_file.frames)))  # decode every image (truncated files fail only here)
     cams = cam_file.cameras
     rig = normalize_rig(cams.c2w, cams.intrinsics, config.rig, cam_file.up, cam_file.path)
-    return CheckedSample(sample_dir.name, cam_file, rig)
+    if config.crop == "none":
+        return CheckedSample(sample_dir.name, cam_file, rig)
+    _, masks = split_mask(images, RGB_MASK_THRESHOLD)  # [V, 1, H, W]
+    found = [animal_box(m, config.margin) for m in masks]
+    boxes = [box or frame_box(cams.width, cams.height) for box in found]
+    return CheckedSample(sample_dir.name, cam_file, rig, boxes, tuple(i for i, b in enumerate(found) if b is None))
 
 
 def write_prepared(sample: CheckedSample, dst: Path, config: PrepareConfig) -> Path:
-    """Pass 2 for one sample: square images at ``size`` with the normalized cameras, written atomically."""
+    """Pass 2 for one sample: square images at ``size`` (whole frames, or the animal crops) with the normalized
+    cameras, written atomically."""
     raw = sample.cam_file.cameras
     if config.rig.enabled:
         cameras = Cameras(sample.rig.c2w, sample.rig.intrinsics, raw.width, raw.height)
@@ -101,18 +127,26 @@ def write_prepared(sample: CheckedSample, dst: Path, config: PrepareConfig) -> P
     if images.shape[1] == 4:  # resize premultiplied so transparent pixels do not bleed their colour into edges
         alpha = images[:, 3:]
         premultiplied = torch.cat([images[:, :3] * alpha, alpha], dim=1)
-        square, cameras = fit_square(premultiplied, cameras, config.size, config.resize_mode, 0.0)
+        square, cameras = _square(premultiplied, cameras, sample, config, 0.0)
         alpha = square[:, 3:]
         rgb = torch.where(alpha > 0, square[:, :3] / alpha.clamp_min(1e-6), torch.zeros_like(square[:, :3]))
         images = torch.cat([rgb.clamp(0, 1), alpha], dim=1)
     else:  # RGB: padding is white, the background of segmented images
-        images, cameras = fit_square(images, cameras, config.size, config.resize_mode, 1.0)
+        images, cameras = _square(images, cameras, sample, config, 1.0)
     extra = [{k: v for k, v in frame.items() if k not in CAMERA_KEYS} for frame in sample.cam_file.frames]
     if config.rig.enabled:
         header = {"up": list(AXES[config.rig.up_axis])}
     else:
         header = {k: v for k, v in sample.cam_file.header.items() if k == "up"}
     return write_sample(dst / sample.name, images, cameras, extra, header)
+
+
+def _square(images: Tensor, cameras: Cameras, sample: CheckedSample, config: PrepareConfig,
+            pad: float) -> tuple[Tensor, Cameras]:
+    """``images`` [V, C, H, W] -> [V, C, size, size] with their cameras: each view's crop, or the whole frame."""
+    if sample.boxes is None:
+        return fit_square(images, cameras, config.size, config.resize_mode, pad)
+    return crop_views(images, cameras, sample.boxes, config.size, pad)
 
 
 def split_samples(names: list[str], val_fraction: float, seed: int,
@@ -151,11 +185,11 @@ def source_split(src: Path, names: list[str]) -> dict[str, list[str]]:
 
 def _map(fn, items: list, workers: int, desc: str) -> list:
     """``fn`` over ``items`` in order, in ``workers`` processes (0: here), with a progress bar."""
-    bar = dict(desc=desc, unit="sample", total=len(items), file=sys.stdout, disable=None)
+    bar = dict(desc=desc, unit="sample", total=len(items))
     if workers <= 0:
-        return [fn(x) for x in tqdm(items, **bar)]
+        return [fn(x) for x in progress(items, **bar)]
     with multiprocessing.get_context("spawn").Pool(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-        return list(tqdm(pool.imap(fn, items, chunksize=4), **bar))
+        return list(progress(pool.imap(fn, items, chunksize=4), **bar))
 
 
 def prepare_dataset(src: Path, dst: Path, config: PrepareConfig, workers: int = 0) -> dict:
@@ -190,6 +224,12 @@ def prepare_dataset(src: Path, dst: Path, config: PrepareConfig, workers: int = 
 
     report = {"source": str(src), "settings": asdict(config),
               "samples": {s.name: s.rig.report.to_dict() for s in checked}}
+    if config.crop != "none":
+        report["crops"] = {s.name: s.crop_report() for s in checked}
+        empty = sum(len(s.empty_views) for s in checked)
+        if empty:
+            log.warning("%d view(s) have an empty mask and were kept whole instead of cropped (see %s, crops)",
+                        empty, dst / REPORT_JSON)
     write_json(dst / REPORT_JSON, report)
     plot_rigs(dst / REPORT_PNG, [(s.name, s.cam_file.cameras, Cameras(s.rig.c2w, s.rig.intrinsics,
                                                                       s.cam_file.cameras.width,

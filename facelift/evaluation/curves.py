@@ -22,6 +22,7 @@ from facelift.errors import InputError  # noqa: E402
 # per PSNR panel, its keys: all scored views (inputs included when supervised), novel ones, held-out cameras
 VAL_KEYS = {m: (f"val/{m}", f"val/{m}_novel", f"val/{m}_holdout") for m in ("psnr_fg", "psnr")}
 STYLES = ("--", "-", ":")  # line style of each key of a panel
+NOT_TERMS = ("train/loss", "train/grad_norm")  # train/ keys that are not a loss term (nor are train/skipped_*)
 
 
 def read_series(metrics_csv: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -57,8 +58,11 @@ def plot_curves(runs: dict[str, str | Path], path: str | Path, title: str = "") 
     fig, (loss_ax, fg_ax, psnr_ax, lr_ax) = plt.subplots(1, 4, figsize=(20, 4.2))
     psnr_axes = {"psnr_fg": fg_ax, "psnr": psnr_ax}
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4
+    terms: set[str] = set()  # the loss terms the runs logged (train/<term>: unweighted values)
     for k, (colour, (label, metrics_csv)) in enumerate(zip(colours, runs.items())):
         series = read_series(metrics_csv)
+        terms |= {key.removeprefix("train/") for key in series if key.startswith("train/") and key not in NOT_TERMS
+                  and not key.startswith("train/skipped_")}
         if "train/loss" in series:
             steps, loss = series["train/loss"]
             loss_ax.plot(steps, smooth(loss, max(1, loss.size // 50)), color=colour)
@@ -74,13 +78,17 @@ def plot_curves(runs: dict[str, str | Path], path: str | Path, title: str = "") 
     psnr_ax.legend(handles=[plt.Line2D([], [], ls=style, color="k", label=label) for style, label in
                             zip(STYLES, ("all views", "novel views", "held-out cameras"))], fontsize=8,
                    loc="lower right")
-    for ax, name, log in ((loss_ax, "training loss (smoothed)", True),
-                          (fg_ax, "validation PSNR over the foreground (dB)", False),
-                          (psnr_ax, "validation whole-image PSNR (dB)", False), (lr_ax, "learning rate", True)):
-        ax.set_xlabel("step")
+    loss_name = f"train/loss: weighted sum of {', '.join(sorted(terms))}" if terms else "train/loss"
+    for ax, name, y_name, log in ((loss_ax, f"training loss (smoothed)\n{loss_name}", "loss", True),
+                                  (fg_ax, "validation PSNR over the foreground", "PSNR over the foreground (dB)", False),
+                                  (psnr_ax, "validation whole-image PSNR", "whole-image PSNR (dB)", False),
+                                  (lr_ax, "learning rate", "learning rate", True)):
+        log = log and ax.has_data()
+        ax.set_xlabel("training step")
+        ax.set_ylabel(f"{y_name} (log scale)" if log else y_name)
         ax.set_title(name, fontsize=10)
         ax.grid(alpha=0.3)
-        if log and ax.has_data():
+        if log:
             ax.set_yscale("log")
     if title:
         fig.suptitle(title, fontsize=10)

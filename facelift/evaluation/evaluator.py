@@ -14,6 +14,7 @@ does) and ``turntable.mp4`` + its contact sheet, each optional.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import time
@@ -26,8 +27,8 @@ from tqdm import tqdm
 
 from facelift.atomic import write_json
 from facelift.config_check import check_views
-from facelift.data.datamodule import MultiViewDataModule
-from facelift.errors import InputError
+from facelift.data.datamodule import MultiViewDataModule, usable_workers
+from facelift.errors import ConfigError, InputError
 from facelift.evaluation.foreground import FOREGROUND_METRICS, nan_mean
 from facelift.evaluation.plot import plot_psnr
 from facelift.evaluation.renders_figure import renders_figure
@@ -38,6 +39,7 @@ from facelift.render.video import save_turntable
 from facelift.stages import BackgroundWrites, resolve_device
 from facelift.systems.gslrm_system import GSLRMSystem, Reconstruction
 from facelift.systems.metrics import ImageMetrics
+from facelift.viewer import VIEW_CAMERAS, write_view_cameras
 from facelift.views import Views
 from facelift.weights import load_checkpoint
 
@@ -47,6 +49,10 @@ log = logging.getLogger("facelift")
 def load_system(ckpt_path: str | Path, device: torch.device) -> tuple[GSLRMSystem, dict]:
     """The trained system (eval mode) and the data module hyper-parameters stored beside it."""
     path = Path(ckpt_path)
+    if path.is_dir():
+        inside = path / "checkpoints" / "last.ckpt"
+        raise InputError(path, "is a folder, not a checkpoint (ckpt=)" +
+                         (f"; its run's last checkpoint is ckpt={inside}" if inside.is_file() else ""))
     if not path.is_file():
         raise InputError(path, "checkpoint not found (ckpt=)")
     ckpt = load_checkpoint(path)  # weights_only: a checkpoint from elsewhere cannot run code
@@ -55,7 +61,8 @@ def load_system(ckpt_path: str | Path, device: torch.device) -> tuple[GSLRMSyste
                                "GS-LRM weights with scripts/convert_checkpoint.py or use infer.py")
     hp = dict(ckpt["hyper_parameters"])
     # the weights come from this file; eval scores with its own metrics and needs no training loss (nor its VGGs)
-    hp.update(init_ckpt=None, val_metrics=None, loss={"_target_": "facelift.losses.GSLRMLoss"})
+    hp.update(init_ckpt=None, val_metrics=None, loss={"_target_": "facelift.losses.GSLRMLoss"},
+              compile=False)  # each test batch passes once: compiling would cost more than it saves
     system = GSLRMSystem(**hp)
     system.load_state_dict(ckpt["state_dict"], strict=True)
     return system.to(device).eval(), ckpt.get("datamodule_hyper_parameters") or {}
@@ -69,9 +76,32 @@ def build_datamodule(saved: dict, cfg: DictConfig) -> MultiViewDataModule:
     if "data_dir" not in args:
         raise InputError(cfg.ckpt, "stores no data configuration; give one with +data=NAME")
     args.pop("_target_", None)
+    known = set(inspect.signature(MultiViewDataModule).parameters)
+    unknown = sorted(set(given) - known - {"_target_"})
+    if unknown:  # a key the data module would not take: refused, never silently dropped
+        raise ConfigError(f"data.{unknown[0]}", given[unknown[0]], f"is not a data setting; use one of "
+                                                                   f"{', '.join(sorted(known))}")
+    if cfg.split == "test" and not args.get("test_list"):  # never the validation list scored as "test"
+        raise ConfigError("split", "test", f"the data ({args['data_dir']}) has no test list; give "
+                                           "data.test_list=FILE (relative to data.data_dir) or use split=val")
     check_views(OmegaConf.create({"data": args}))  # the stored values with the given ones: do they still fit?
     args.update(synthesize=None, num_workers=cfg.num_workers, batch_size_per_gpu=cfg.batch_size)
     return MultiViewDataModule(**args)
+
+
+def use_data_views(system: GSLRMSystem, datamodule: MultiViewDataModule) -> None:
+    """The model sees the views the (possibly changed) data gives: ``data.num_input_views=3`` on a checkpoint
+    trained with 4 makes it reconstruct from 3 (GS-LRM takes any number of posed views); an image size the network
+    cannot cut into patches is refused."""
+    patch, size = system.net.config.patch_size, datamodule.dataset_args["image_size"]
+    if size % patch:
+        raise ConfigError("data.image_size", size, f"is not a multiple of the checkpoint's patch size {patch}")
+    stored = system.hparams.num_input_views
+    system.hparams.num_input_views = datamodule.num_input_views
+    system.hparams.target_has_input = datamodule.target_has_input
+    if datamodule.num_input_views != stored:
+        log.info("inputs: %d views a sample (data.num_input_views; the checkpoint trained with %d)",
+                 datamodule.num_input_views, stored)
 
 
 def evaluate(cfg: DictConfig) -> dict:
@@ -83,16 +113,18 @@ def evaluate(cfg: DictConfig) -> dict:
     out = Path(cfg.paths.output_dir)
     system, saved_data = load_system(cfg.ckpt, device)
     datamodule = build_datamodule(saved_data, cfg)
+    use_data_views(system, datamodule)
     dataset = datamodule.dataset(cfg.split)
     metrics = ImageMetrics(**cfg.metrics).to(device)
     prune = GaussianFilter.from_mapping(OmegaConf.to_container(cfg.ply_filter, resolve=True))
     count = len(dataset) if cfg.limit_samples is None else min(cfg.limit_samples, len(dataset))
     if count == 0:
         raise InputError(datamodule.list_path(cfg.split), "lists no sample to evaluate")
-    workers = min(cfg.num_workers, math.ceil(count / cfg.batch_size))  # a worker without a batch is startup lost
+    options = datamodule.loader_options()  # a GPU cache (data.cache=device) assembles batches in this process
+    workers = min(options["num_workers"], math.ceil(count / cfg.batch_size))  # a worker without a batch is lost
     loader = DataLoader(Subset(dataset, range(count)), batch_size=cfg.batch_size, shuffle=False,
                         num_workers=workers, collate_fn=Views.collate,
-                        pin_memory=device.type == "cuda")  # page-locked batches upload asynchronously
+                        pin_memory=options["pin_memory"] and device.type == "cuda")  # asynchronous uploads
     log.info("evaluating %s on %d %s samples of %s in batches of %d -> %s", cfg.ckpt, count, cfg.split,
              datamodule.list_path(cfg.split), cfg.batch_size, out)
 
@@ -119,7 +151,7 @@ def evaluate(cfg: DictConfig) -> dict:
             if novel_psnr:
                 bar.set_postfix(novel_psnr=f"{sum(novel_psnr) / len(novel_psnr):.2f}")
     seconds = time.perf_counter() - start
-    return _report(cfg, out, records, dataset.samples, seconds)
+    return _report(cfg, out, records, dataset.samples, seconds, datamodule.list_path(cfg.split))
 
 
 def score_batch(system: GSLRMSystem, metrics: ImageMetrics, batch: Views, samples: list[Path],
@@ -134,11 +166,12 @@ def score_batch(system: GSLRMSystem, metrics: ImageMetrics, batch: Views, sample
                               rec.targets.index[..., 0], rec.inputs.index[..., 0], scores, holdout)
 
 
-def _report(cfg: DictConfig, out: Path, records: list[ViewRecord], paths: list[Path], seconds: float) -> dict:
+def _report(cfg: DictConfig, out: Path, records: list[ViewRecord], paths: list[Path], seconds: float,
+            list_file: Path) -> dict:
     """per_view.csv, aggregate.md/json, psnr.png and metrics.json from every record."""
     agg = aggregate(records, cfg.report.angle_bin_deg)
     num_samples = len({r.index for r in records})  # fewer than asked when bad samples were skipped
-    title = f"{Path(cfg.ckpt).name} on {cfg.split}: {num_samples} samples, {len(records)} scored views"
+    title = f"{Path(cfg.ckpt).name} on {cfg.split} ({list_file}): {num_samples} samples, {len(records)} scored views"
     write_records_csv(out / "per_view.csv", records)
     aggregates = write_aggregates(out, agg, title)
     plot_psnr(out / "psnr.png", records, agg, title)
@@ -149,7 +182,8 @@ def _report(cfg: DictConfig, out: Path, records: list[ViewRecord], paths: list[P
     for entry in samples.values():
         entry["mean"], entry["left_out"] = _means(entry["views"])
     means, left_out = _means([v for e in samples.values() for v in e["views"]])
-    result = {"checkpoint": str(Path(cfg.ckpt).resolve()), "split": cfg.split, "num_samples": num_samples,
+    result = {"checkpoint": str(Path(cfg.ckpt).resolve()), "split": cfg.split,
+              "list": str(list_file.resolve()), "num_samples": num_samples,
               "mean": means, "left_out": left_out, "aggregate": aggregates, "seconds": seconds,
               "samples": list(samples.values())}
     write_json(out / "metrics.json", result)
@@ -192,6 +226,9 @@ def _save_sample(folder: Path, rec: Reconstruction, b: int, records: list[ViewRe
         gaussians = gaussians.filtered(prune, rec.inputs.cameras.centers[b])
     if cfg.ply:
         files.submit(save_ply, folder / "gaussians.ply", gaussians.to("cpu"))
+        files.submit(write_view_cameras, folder / VIEW_CAMERAS, rec.inputs.cameras[b])  # scripts/view.py's frusta
     if cfg.turntable.frames > 0:  # rendered here, on the device the next batch waits for
-        save_turntable(folder / "turntable.mp4", gaussians, cfg.turntable.frames, cfg.turntable.size,
-                       cfg.turntable.fps, cfg.turntable.crf, background=1.0, backend=cfg.render_backend)
+        size = cfg.turntable.size or rec.inputs.images.shape[-1]  # the model's views: a 32 px model, 32 px frames
+        save_turntable(folder / "turntable.mp4", gaussians, cfg.turntable.frames, size,
+                       cfg.turntable.fps, cfg.turntable.crf, background=1.0, backend=cfg.render_backend,
+                       angle_label=cfg.turntable.angle_label)

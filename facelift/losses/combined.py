@@ -7,11 +7,18 @@ Terms (unweighted values, each computed only while its weight is > 0):
   ssim        1 - SSIM
   pixelalign  distance of the input views' pixel Gaussians from their rays (`geometry_terms`)
   pointsdist  spread of those Gaussians along the rays (`geometry_terms`)
+  alpha       silhouette: the rendered alpha against the target mask, L1 or BCE (`foreground.silhouette_loss`)
+
+Foreground weighting (``foreground_weight`` = s, a share in [0, 1]; None: off): the per-pixel terms (L2, SSIM and
+LPIPS, each a per-pixel map then) average their map with per-view weights
+``w = s · m / Σm + (1 - s) · (1 - m) / Σ(1 - m)`` (`foreground.foreground_weights`), so the animal's pixels carry
+the share s of the term whatever their number. The perceptual term (VGG19 features at five resolutions, no
+per-pixel map) and the silhouette term (which must weigh empty space as it is) stay plain means.
 
 Warmups, as FaceLift applies them: for ``step < l2_warmup_steps`` the perceptual and LPIPS weights are 0 (the
-feature-network terms; SSIM and the geometric terms keep their weights); with ``warmup_pointsdist``, for the
-first 1000 steps the L2 and perceptual weights are 0 and points-dist weighs 0.1 (FaceLift also stops clamping
-positions to [-1, 1] then: that is the model's switch).
+feature-network terms; SSIM, the silhouette and the geometric terms keep their weights); with
+``warmup_pointsdist``, for the first 1000 steps the L2 and perceptual weights are 0 and points-dist weighs 0.1
+(FaceLift also stops clamping positions to [-1, 1] then: that is the model's switch).
 
 Precision: the whole loss runs in fp32 with autocast switched off, VGG19 and LPIPS included. It costs a few
 percent of a GS-LRM step at 512 px, and keeps the L1 of deep features of nearly equal images (a difference of
@@ -28,14 +35,15 @@ import torch
 from torch import Tensor, nn
 
 from facelift.losses.geometry_terms import pixelalign_loss, pointsdist_loss
-from facelift.losses.image_terms import keep_foreground, l2_loss, ssim_loss
+from facelift.losses.foreground import SILHOUETTE_LOSSES, foreground_weights, silhouette_loss, weighted_mean
+from facelift.losses.image_terms import keep_foreground, l2_loss, ssim_loss, ssim_map
 from facelift.losses.lpips_loss import LPIPSLoss
 from facelift.losses.perceptual import PerceptualLoss
 from facelift.views import Views
 
 POINTSDIST_WARMUP_STEPS = 1000  # FaceLift's fixed length of the `warmup_pointsdist` phase
 POINTSDIST_WARMUP_WEIGHT = 0.1  # points-dist weight during that phase
-TERMS = ("l2", "lpips", "perceptual", "ssim", "pixelalign", "pointsdist")
+TERMS = ("l2", "lpips", "perceptual", "ssim", "pixelalign", "pointsdist", "alpha")
 
 
 @dataclass
@@ -54,10 +62,11 @@ class GSLRMLoss(nn.Module):
                  pixelalign_loss_weight: float = 0.0, masked_pixelalign_loss: bool = False,
                  pointsdist_loss_weight: float = 0.0, warmup_pointsdist: bool = False, l2_warmup_steps: int = 0,
                  masked_image_losses: bool = False, vgg19_weights: str | Path | None = None,
-                 lpips_vgg16_weights: str | Path | None = None, allow_random_init: bool = False):
+                 lpips_vgg16_weights: str | Path | None = None, allow_random_init: bool = False,
+                 alpha_loss_weight: float = 0.0, alpha_loss: str = "l1", foreground_weight: float | None = None):
         super().__init__()
         given = (l2_loss_weight, lpips_loss_weight, perceptual_loss_weight, ssim_loss_weight, pixelalign_loss_weight,
-                 pointsdist_loss_weight)
+                 pointsdist_loss_weight, alpha_loss_weight)
         self.base_weights = {name: float(w) for name, w in zip(TERMS, given)}
         for name, w in self.base_weights.items():
             if not (math.isfinite(w) and w >= 0):
@@ -68,6 +77,12 @@ class GSLRMLoss(nn.Module):
         self.warmup_pointsdist = bool(warmup_pointsdist)
         self.l2_warmup_steps = int(l2_warmup_steps)
         self.masked_image_losses = bool(masked_image_losses)
+        if alpha_loss not in SILHOUETTE_LOSSES:
+            raise ValueError(f"loss.alpha_loss must be one of {SILHOUETTE_LOSSES}, got {alpha_loss!r}")
+        self.alpha_loss = alpha_loss
+        if foreground_weight is not None and not (math.isfinite(foreground_weight) and 0 <= foreground_weight <= 1):
+            raise ValueError(f"loss.foreground_weight must be null (off) or a share in [0, 1], got {foreground_weight}")
+        self.foreground_weight = None if foreground_weight is None else float(foreground_weight)
         phase_starts = {0, self.l2_warmup_steps, POINTSDIST_WARMUP_STEPS if self.warmup_pointsdist else 0}
         for step in sorted(phase_starts):
             if not any(w > 0 for w in self.weights_at(step).values()):
@@ -82,6 +97,11 @@ class GSLRMLoss(nn.Module):
         """Whether `forward` needs ``input_views`` and ``pixel_xyz`` (a geometric term can be switched on)."""
         return self.base_weights["pixelalign"] > 0 or self.base_weights["pointsdist"] > 0 or self.warmup_pointsdist
 
+    @property
+    def needs_alpha(self) -> bool:
+        """Whether `forward` needs the rendered ``alpha`` (the silhouette term is on)."""
+        return self.base_weights["alpha"] > 0
+
     def in_pointsdist_warmup(self, step: int) -> bool:
         """Whether ``step`` lies in the `warmup_pointsdist` phase, when the model must not clamp positions."""
         return self.warmup_pointsdist and step < POINTSDIST_WARMUP_STEPS
@@ -95,8 +115,9 @@ class GSLRMLoss(nn.Module):
         return weights
 
     def forward(self, rendered: Tensor, target: Views, step: int, input_views: Views | None = None,
-                pixel_xyz: Tensor | None = None) -> LossOutput:
-        """``rendered`` ``[B, V, 3, H, W]``: the Gaussians rendered into ``target``'s cameras (RGB in [0, 1]).
+                pixel_xyz: Tensor | None = None, alpha: Tensor | None = None) -> LossOutput:
+        """``rendered`` ``[B, V, 3, H, W]``: the Gaussians rendered into ``target``'s cameras (RGB in [0, 1]);
+        ``alpha`` ``[B, V, 1, H, W]``: their accumulated opacity there, needed only when `needs_alpha`.
 
         ``input_views`` and ``pixel_xyz`` ``[B, V_in, 3, H_in, W_in]`` (the positions of the pixel-aligned
         Gaussians laid out as the input images) are needed only when `needs_pixel_xyz`.
@@ -107,16 +128,34 @@ class GSLRMLoss(nn.Module):
         with torch.autocast(device_type=rendered.device.type, enabled=False):
             terms = self._image_terms(rendered.float(), target, weights)
             terms |= self._geometry_terms(input_views, pixel_xyz, weights)
+            if weights["alpha"] > 0:
+                terms["alpha"] = self._silhouette(alpha, target)
         total = sum(weights[name] * value for name, value in terms.items())
         return LossOutput(total, {name: value.detach() for name, value in terms.items()}, weights)
 
     def _image_terms(self, rendered: Tensor, target: Views, weights: dict[str, float]) -> dict[str, Tensor]:
         truth = target.images.float().flatten(0, 1)  # [B*V, 3, H, W]
         pred = rendered.flatten(0, 1)
+        mask = target.masks.float().flatten(0, 1)  # [B*V, 1, H, W]
         if self.masked_image_losses:
-            pred = keep_foreground(pred, truth, target.masks.float().flatten(0, 1))
-        compute = {"l2": l2_loss, "lpips": self.lpips, "perceptual": self.perceptual, "ssim": ssim_loss}
+            pred = keep_foreground(pred, truth, mask)
+        if self.foreground_weight is None:
+            compute = {"l2": l2_loss, "lpips": self.lpips, "perceptual": self.perceptual, "ssim": ssim_loss}
+        else:  # the per-pixel maps, averaged with the foreground's share
+            w = foreground_weights(mask, self.foreground_weight)  # [B*V, 1, H, W], sums to 1 per view
+            compute = {"l2": lambda p, t: weighted_mean((p - t).square(), w),
+                       "lpips": lambda p, t: weighted_mean(self.lpips.per_pixel(p, t), w),
+                       "perceptual": self.perceptual,  # no per-pixel map: a plain mean
+                       "ssim": lambda p, t: 1.0 - weighted_mean(ssim_map(p, t), w)}
         return {name: fn(pred, truth) for name, fn in compute.items() if weights[name] > 0}
+
+    def _silhouette(self, alpha: Tensor | None, target: Views) -> Tensor:
+        if alpha is None:
+            raise ValueError("loss: the alpha term needs the rendered alpha (see needs_alpha)")
+        if alpha.shape != target.masks.shape:
+            raise ValueError(f"loss: rendered alpha {tuple(alpha.shape)} and target masks "
+                             f"{tuple(target.masks.shape)} differ")
+        return silhouette_loss(alpha.float().flatten(0, 1), target.masks.float().flatten(0, 1), self.alpha_loss)
 
     def _geometry_terms(self, views: Views | None, xyz: Tensor | None, weights: dict[str, float]) -> dict[str, Tensor]:
         wanted = [name for name in ("pixelalign", "pointsdist") if weights[name] > 0]
@@ -140,4 +179,5 @@ class GSLRMLoss(nn.Module):
 
     def extra_repr(self) -> str:
         on = ", ".join(f"{name}={w:g}" for name, w in self.base_weights.items() if w > 0)
-        return f"{on}, l2_warmup_steps={self.l2_warmup_steps}, masked_image_losses={self.masked_image_losses}"
+        return (f"{on}, l2_warmup_steps={self.l2_warmup_steps}, masked_image_losses={self.masked_image_losses}, "
+                f"alpha_loss={self.alpha_loss}, foreground_weight={self.foreground_weight}")

@@ -1,4 +1,5 @@
-"""The parameter-free image terms (MSE, 1 - SSIM) and the foreground restriction shared by every image term."""
+"""The parameter-free image terms (MSE, 1 - SSIM and its per-pixel map) and the foreground restriction shared by
+every image term."""
 
 from __future__ import annotations
 
@@ -22,6 +23,15 @@ def ssim_loss(pred: Tensor, target: Tensor) -> Tensor:
     ssim = structural_similarity_index_measure(pred, target, gaussian_kernel=True, sigma=SSIM_SIGMA,
                                                kernel_size=SSIM_KERNEL, data_range=1.0)
     return 1.0 - ssim
+
+
+def ssim_map(pred: Tensor, target: Tensor) -> Tensor:
+    """The per-pixel SSIM of `ssim_loss` (same window and constants), ``[N, 3, H, W]``: the SSIM of the window
+    centred on each pixel (torchmetrics reflect-pads the borders), whose plain mean is the SSIM `ssim_loss` uses;
+    the foreground-weighted SSIM term weights it per pixel."""
+    _, full = structural_similarity_index_measure(pred, target, gaussian_kernel=True, sigma=SSIM_SIGMA,
+                                                  kernel_size=SSIM_KERNEL, data_range=1.0, return_full_image=True)
+    return full
 
 
 def keep_foreground(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:

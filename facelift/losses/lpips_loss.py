@@ -59,6 +59,16 @@ class LPIPSLoss(FrozenNet):
         [-1, 1])."""
         return self.lpips(pred * 2.0 - 1.0, target * 2.0 - 1.0).flatten()
 
+    def per_pixel(self, pred: Tensor, target: Tensor) -> Tensor:
+        """The LPIPS map ``[N, 1, H, W]``: lpips's own ``spatial`` mode (each layer's distance map upsampled to the
+        image size, bilinear, and summed), for the foreground-weighted term. Its plain mean is `per_image`'s value
+        (bilinear upsampling by a whole factor keeps a map's mean; tests/test_losses.py checks it)."""
+        self.lpips.spatial = True
+        try:
+            return self.lpips(pred * 2.0 - 1.0, target * 2.0 - 1.0)
+        finally:
+            self.lpips.spatial = False
+
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
         """The mean LPIPS distance of ``[N, 3, H, W]`` images in [0, 1] (the loss term)."""
         return self.per_image(pred, target).mean()

@@ -16,7 +16,7 @@ from facelift.atomic import atomic_path
 from facelift.gaussians import Gaussians
 from facelift.image_io import to_uint8, write_image
 from facelift.render.renderer import Backend
-from facelift.render.turntable import orbit_cameras, render_turntable
+from facelift.render.turntable import angle_labels, orbit_cameras, render_turntable
 
 
 class Mp4Stream:
@@ -124,8 +124,11 @@ def write_contact_sheet(path: str | Path, frames: Tensor, count: int = 8, column
 
 
 def save_turntable(path: str | Path, gaussians: Gaussians, num_frames: int = 150, size: int = 512, fps: int = 30,
-                   crf: int = 18, background: Tensor | float = 1.0, backend: Backend = "auto") -> tuple[Path, Path]:
-    """Render FaceLift's turntable of one cloud and write ``path`` (mp4) and a contact sheet beside it (.png)."""
-    frames = render_turntable(gaussians, orbit_cameras(num_frames, size), background, backend)
+                   crf: int = 18, background: Tensor | float = 1.0, backend: Backend = "auto",
+                   angle_label: bool = True) -> tuple[Path, Path]:
+    """Render FaceLift's turntable of one cloud and write ``path`` (mp4) and a contact sheet beside it (.png);
+    ``angle_label``: each frame shows its degrees from the front."""
+    labels = angle_labels(num_frames) if angle_label else None
+    frames = render_turntable(gaussians, orbit_cameras(num_frames, size), background, backend, labels=labels)
     path = Path(path)
     return write_mp4(path, frames, fps, crf), write_contact_sheet(path.with_suffix(".png"), frames)

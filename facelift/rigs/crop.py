@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from facelift.cameras import Cameras
-from facelift.data.image_ops import resize
+from facelift.data.image_ops import resize, square_padding
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,13 @@ def animal_box(mask: Tensor, margin: float = 0.15, threshold: float = 0.5, min_s
     return SquareBox(x0=(cx2 - side) // 2, y0=(cy2 - side) // 2, side=side)
 
 
+def frame_box(width: int, height: int) -> SquareBox:
+    """The whole ``width`` x ``height`` frame padded square, centred: the window of `fit_square`'s ``pad`` mode
+    (what a view whose mask is empty is cut to, so that it keeps its whole frame)."""
+    left, top, _, _ = square_padding(width, height)
+    return SquareBox(x0=-left, y0=-top, side=max(width, height))
+
+
 def crop_square(image: Tensor, cameras: Cameras, box: SquareBox, size: int,
                 pad_value: Tensor | float = 0.0) -> tuple[Tensor, Cameras]:
     """``image`` [..., C, H, W] and its cameras cut to ``box`` (padded with ``pad_value`` outside the frame, a scalar
@@ -55,3 +62,13 @@ def crop_square(image: Tensor, cameras: Cameras, box: SquareBox, size: int,
         window[..., sy0 - box.y0:sy1 - box.y0, sx0 - box.x0:sx1 - box.x0] = image[..., sy0:sy1, sx0:sx1]
     cams = cameras.cropped(box.x0, box.y0, box.side, box.side).resized(size, size)
     return resize(window, size, size), cams
+
+
+def crop_views(images: Tensor, cameras: Cameras, boxes: list[SquareBox], size: int,
+               pad_value: Tensor | float = 0.0) -> tuple[Tensor, Cameras]:
+    """Every view ``images`` [V, C, H, W] with its camera (``cameras`` [V]) cut to its own box: [V, C, size, size]
+    and cameras [V], each view with its own principal point and focal length."""
+    if not len(images) == len(cameras) == len(boxes):
+        raise ValueError(f"crop_views: {len(images)} images, {len(cameras)} cameras and {len(boxes)} boxes")
+    crops = [crop_square(images[i], cameras[i], box, size, pad_value) for i, box in enumerate(boxes)]
+    return torch.stack([image for image, _ in crops]), Cameras.stack([cam for _, cam in crops])

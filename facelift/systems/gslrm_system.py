@@ -12,6 +12,7 @@ from pathlib import Path
 
 import hydra
 import lightning as L
+import torch
 from torch import Tensor
 
 from facelift.evaluation.foreground import FOREGROUND_METRICS
@@ -46,7 +47,7 @@ class GSLRMSystem(L.LightningModule):
     def __init__(self, net: dict, loss: dict, optim: dict, step_rule: dict, num_input_views: int,
                  target_has_input: bool, freeze: list[str] | None = None, init_ckpt: str | None = None,
                  render_backend: str = "auto", val_metrics: dict | None = None, clip_xyz_steps: int | None = None,
-                 holdout_views: list[int] | None = None):
+                 holdout_views: list[int] | None = None, compile: bool = False, compile_mode: str = "default"):
         super().__init__()
         # a plain list before it is saved: Lightning refuses a hyper-parameter the data module also has (its own
         # holdout_views) unless both are of one type, and the config hands this one over as a ListConfig
@@ -60,6 +61,10 @@ class GSLRMSystem(L.LightningModule):
         self.val_metrics = ImageMetrics(**(hp.val_metrics or {}))
         if freeze:
             freeze_parameters(self.net, list(freeze), alias=official_name)
+        # In place: parameter names (and so checkpoints) stay the eager module's. The loss stays eager: compiled, an
+        # L2-only loss (total = 1.0 x l2, returned beside its detached copy) loses its gradient (torch 2.14 dynamo).
+        if compile:
+            self.net.compile(mode=compile_mode)
 
     # ----------------------------------------------------------------- the data path
     def split(self, views: Views) -> tuple[Views, Views]:
@@ -100,7 +105,7 @@ class GSLRMSystem(L.LightningModule):
         step = self.global_step
         rec = self.reconstruct(batch, clip_xyz=self.clip_xyz_at(step))
         geometry = dict(input_views=rec.inputs, pixel_xyz=self.pixel_xyz(rec)) if self.loss_fn.needs_pixel_xyz else {}
-        out = self.loss_fn(rec.renders.rgb, rec.targets, step=step, **geometry)
+        out = self.loss_fn(rec.renders.rgb, rec.targets, step=step, alpha=rec.renders.alpha, **geometry)
         bs = batch.images.shape[0]
         self.log("train/loss", out.total.detach(), prog_bar=True, batch_size=bs, sync_dist=True)  # mean over ranks
         self.log_dict({f"train/{k}": v for k, v in out.terms.items()}, batch_size=bs)
@@ -110,6 +115,8 @@ class GSLRMSystem(L.LightningModule):
         """FaceLift's step rule in place of Lightning's: the closure runs forward + backward, then we decide."""
         loss = optimizer_closure()
         params = [p for p in self.net.parameters() if p.requires_grad]
+        if self.step_rule.on_device:
+            return self._optimizer_step_on_device(loss, params, optimizer)
         decision = self.step_rule.decide(loss, params, any_rank=self._any_rank)
         if decision.skip:
             log.warning("step %d: optimizer update skipped (%s, grad norm %.3g)", self.global_step,
@@ -120,6 +127,28 @@ class GSLRMSystem(L.LightningModule):
         self.log("train/grad_norm", decision.grad_norm, batch_size=1)
         self.log_dict({f"train/skipped_{r}": float(self.step_rule.skipped[r]) for r in SKIP_REASONS}, batch_size=1)
 
+    def _optimizer_step_on_device(self, loss: Tensor, params: list[Tensor], optimizer) -> None:
+        """The same rule without a host sync: the fused AdamW drops a skipped update itself; skips are counted on
+        the device and read (and warned about) every ``log_every_n_steps``."""
+        decision = self.step_rule.decide_on_device(loss, params, any_rank=self._any_rank_max)
+        inner = getattr(optimizer, "optimizer", optimizer)  # Lightning's wrapper holds the torch optimizer
+        inner.found_inf = decision.skip  # read by fused AdamW only (checked in configure_optimizers)
+        try:
+            optimizer.step()
+        finally:
+            del inner.found_inf
+        self.log("train/grad_norm", decision.grad_norm, batch_size=1)  # a tensor: read when Lightning logs
+        if self._trainer is None or self.global_step % self.trainer.log_every_n_steps == 0:
+            new = self.step_rule.flush()
+            if new:
+                log.warning("step %d: %d optimizer update(s) skipped since the last log (%s)", self.global_step,
+                            sum(new.values()), ", ".join(f"{r} {n}" for r, n in new.items()))
+            self.log_dict({f"train/skipped_{r}": float(self.step_rule.skipped[r]) for r in SKIP_REASONS},
+                          batch_size=1)
+
+    def _any_rank_max(self, flags: Tensor) -> Tensor:
+        return flags if self._trainer is None else self.trainer.strategy.reduce(flags, reduce_op="max")
+
     def _any_rank(self, flag: bool) -> bool:
         if self._trainer is None:
             return flag
@@ -127,7 +156,11 @@ class GSLRMSystem(L.LightningModule):
 
     def configure_optimizers(self):
         o = self.hparams.optim
-        optimizer = adamw_with_decay_groups(self.net, o["lr"], tuple(o["betas"]), o["weight_decay"])
+        optimizer = adamw_with_decay_groups(self.net, o["lr"], tuple(o["betas"]), o["weight_decay"],
+                                            fused=o.get("fused", "auto"))
+        if self.step_rule.on_device and not optimizer.defaults["fused"]:
+            raise ValueError("model.step_rule.on_device needs a fused AdamW (model.optim.fused: true, or auto on "
+                             "CUDA): only the fused kernels can drop an update without a host sync")
         total = self.trainer.max_steps if self.trainer.max_steps > 0 else self.trainer.estimated_stepping_batches
         scheduler = warmup_then_decay(optimizer, o["warmup"], int(total), o["schedule"], o.get("lr_spike"))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
@@ -140,6 +173,7 @@ class GSLRMSystem(L.LightningModule):
             log.info("initialised GS-LRM from %s", self.hparams.init_ckpt)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        self.step_rule.flush()
         checkpoint["skipped_steps"] = dict(self.step_rule.skipped)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:

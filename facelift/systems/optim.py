@@ -53,13 +53,22 @@ def freeze_parameters(module: nn.Module, patterns: list[str],
     return frozen
 
 
+FUSED = ("auto", True, False)  # model.optim.fused
+
+
 def adamw_with_decay_groups(module: nn.Module, lr: float, betas: tuple[float, float], weight_decay: float,
-                            eps: float = 1e-8) -> torch.optim.AdamW:
-    """AdamW where weight decay applies to tensors of 2+ dimensions only (not norms or biases), as FaceLift."""
+                            eps: float = 1e-8, fused: bool | str = "auto") -> torch.optim.AdamW:
+    """AdamW where weight decay applies to tensors of 2+ dimensions only (not norms or biases), as FaceLift.
+
+    ``fused``: one kernel for all parameters (``auto``: on CUDA; ``True``: wherever torch has it, the CPU too;
+    ``False``: torch's per-list foreach kernels). A fused AdamW also takes the step rule's on-device skip."""
+    if fused not in FUSED:
+        raise ValueError(f"model.optim.fused must be auto, true or false, got {fused!r}")
     params = [p for p in module.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
               {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-    fused = bool(params) and params[0].is_cuda
+    if fused == "auto":
+        fused = bool(params) and params[0].is_cuda
     return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), eps=eps, fused=fused or None)
 
 

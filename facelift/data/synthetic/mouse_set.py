@@ -21,14 +21,12 @@ import logging
 import math
 import multiprocessing
 import random
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from facelift.atomic import write_json
 from facelift.cameras import Cameras
@@ -38,6 +36,7 @@ from facelift.data.synthetic.blob_scenes import sample_seed
 from facelift.data.synthetic.mouse import mouse_gaussians, sample_pose, sample_shape
 from facelift.gaussians import Gaussians
 from facelift.image_io import image_grid, to_uint8, write_image
+from facelift.progress import progress
 from facelift.render import render
 
 log = logging.getLogger("facelift")
@@ -205,7 +204,7 @@ def generate_mouse_set(out: str | Path, config: MouseSetConfig) -> dict:
     submit = (lambda fn, items: pool.map_async(fn, items)) if pool else (lambda fn, items: _Done([fn(x) for x in items]))
     meta, written_bytes, preview = [], 0, []
     try:
-        bar = tqdm(total=len(plan), desc="animals", unit="sample", file=sys.stdout, disable=None)
+        bar = progress(total=len(plan), desc="animals", unit="sample")
         building, writing = submit(_build, parts[0]), None
         for k, part in enumerate(parts):
             t0 = time.perf_counter()
@@ -229,8 +228,6 @@ def generate_mouse_set(out: str | Path, config: MouseSetConfig) -> dict:
             seconds["write"] += t3 - t2
             meta += [s.meta for s in scenes]
             bar.update(len(part))
-            if bar.disable and k % max(1, len(parts) // 10) == 0:  # no progress bar (not a terminal): ~10 log lines
-                log.info("%d / %d samples, %.1f s", sum(map(len, parts[:k + 1])), len(plan), time.perf_counter() - start)
         t3 = time.perf_counter()
         written_bytes += sum(writing.get())
         seconds["write"] += time.perf_counter() - t3

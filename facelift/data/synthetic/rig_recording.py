@@ -33,6 +33,7 @@ from facelift.data.synthetic.mouse_lab import FLOORS, WALLS, Arena, arena_backgr
 from facelift.errors import InputError
 from facelift.gaussians import Gaussians
 from facelift.image_io import image_grid, write_image
+from facelift.progress import progress
 from facelift.render import render
 from facelift.rigs import lens
 from facelift.rigs.importer import parse_frames
@@ -210,6 +211,7 @@ def generate_rig_recording(out: str | Path, rig: Rig, trajectory: np.ndarray, cf
     with contextlib.ExitStack() as stack:
         writers = [[_video(stack, out / folder / f"{f.name}.mp4", cfg.fps / _step(cfg.frames), q)
                     for f in rig.frames] for folder, q in (("VIDEOS", cfg.quality), ("MASKS", 10))]
+        bar = stack.enter_context(progress(total=len(indices), desc="frames", unit="frame"))  # seconds a frame on CPU
         for b0 in range(0, len(indices), cfg.batch_size):
             batch = indices[b0:b0 + cfg.batch_size]
             gaussians = Gaussians.cat([_placed(shape, poses[t], xyz[t], scale, cfg) for t in batch], 0).to(device)
@@ -230,6 +232,7 @@ def generate_rig_recording(out: str | Path, rig: Rig, trajectory: np.ndarray, cf
                     views.append(torch.from_numpy(rgb).permute(2, 0, 1).float() / 255)
                 if preview is None:
                     preview = [resize(im, 288, round(288 * im.shape[1] / im.shape[2])) for im in views]
+            bar.update(len(batch))
     write_rig(rig, out / RIG_FILE)
     if preview:
         write_image(out / "preview.png", image_grid(torch.stack(preview[:3]), torch.stack(preview[3:6]))

@@ -30,6 +30,7 @@ log = logging.getLogger("facelift")
 
 HOW_TO_GET = ("copy the complete diffusers pipeline folder there (FaceLift's checkpoints/mvdiffusion/pipeckpts from "
               "the Hugging Face repo wlyu/OpenFaceLift, or stabilityai/stable-diffusion-2-1-unclip to train from SD)")
+PROMPT_EMBEDS_HOW_TO_GET = "copy FaceLift's mvdiffusion/data/fixed_prompt_embeds_6view/clr_embeds.pt there"
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -43,8 +44,7 @@ def torch_dtype(name: str | torch.dtype) -> torch.dtype:
 
 def load_prompt_embeds(path: str | Path) -> Tensor:
     """The fixed per-view prompt embeddings ``[V, T, D]`` (FaceLift: clr_embeds.pt, float16 [6, 77, 1024]) as fp32."""
-    path = require_file(path, "MVDiffusion per-view prompt embeddings",
-                        "copy FaceLift's mvdiffusion/data/fixed_prompt_embeds_6view/clr_embeds.pt there")
+    path = require_file(path, "MVDiffusion per-view prompt embeddings", PROMPT_EMBEDS_HOW_TO_GET)
     embeds = load_checkpoint(path)
     if not isinstance(embeds, Tensor) or embeds.dim() != 3:
         raise InputError(path, f"expected one tensor [views, tokens, dim], got {type(embeds).__name__} "

@@ -12,6 +12,7 @@ unconditional entries have image embedding AND image latent zeroed and the same 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -136,9 +137,11 @@ class MVDiffusionPipeline:
     @torch.no_grad()
     def __call__(self, images: Tensor, num_inference_steps: int = 50, guidance_scale: float = 3.0, eta: float = 1.0,
                  generator: torch.Generator | None = None, seed: int | None = None,
-                 height: int | None = None, width: int | None = None) -> Tensor:
+                 height: int | None = None, width: int | None = None,
+                 steps_progress: Callable[[list], Iterable] | None = None) -> Tensor:
         """Input ``[3, H, W]`` or ``[B, 3, H, W]`` in [0, 1] (background already white) -> views
         ``[B, V, 3, height, width]`` in [0, 1], in the order of the prompt embeddings (`VIEW_NAMES` for FaceLift).
+        ``steps_progress`` wraps the list of timesteps, e.g. in a progress bar of the denoising steps.
 
         ``guidance_scale`` 1 turns CFG off. ``seed`` makes a generator on the pipeline's device; random draws follow
         FaceLift's order (embedding noise, initial latents, then the scheduler's noise at each step).
@@ -166,7 +169,8 @@ class MVDiffusionPipeline:
         latents = randn_tensor(shape, generator=generator, device=self.device, dtype=torch.float32)
         latents = latents * self.scheduler.init_noise_sigma
         step_kwargs = self._step_kwargs(eta, generator)
-        for i, t_value in enumerate(timesteps.tolist()):  # python numbers: no GPU sync in the scheduler's indexing
+        steps = timesteps.tolist()  # python numbers: no GPU sync in the scheduler's indexing
+        for i, t_value in enumerate(steps_progress(steps) if steps_progress else steps):
             model_in = torch.cat([latents, latents]) if cfg else latents
             model_in = self.scheduler.scale_model_input(model_in, t_value)
             model_in = torch.cat([model_in.to(dtype), image_latents], dim=1)  # [(c b t), 8, h, w]
