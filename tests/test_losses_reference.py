@@ -81,7 +81,7 @@ def test_weighted_sum_equals_the_independently_computed_terms(weighted, images, 
     expected = 2.0 * ref["l2"] + 0.5 * ref["ssim"] + 0.25 * ref["lpips"] + 0.1 * ref["perceptual"]
     assert out.total.item() == pytest.approx(expected, rel=1e-4)
     assert out.weights == {"l2": 2.0, "lpips": 0.25, "perceptual": 0.1, "ssim": 0.5, "pixelalign": 0.0,
-                           "pointsdist": 0.0}
+                           "pointsdist": 0.0, "alpha": 0.0}
 
 
 def test_l2_warmup_switches_lpips_and_perceptual_on_at_step_l2_warmup_steps(weighted, images, reference_lpips):
@@ -116,7 +116,7 @@ def test_keep_foreground_blends_render_and_target_by_the_mask():
 def test_defaults_are_an_l2_only_loss_without_warmups_or_masks():
     loss = GSLRMLoss()
     assert loss.base_weights == {"l2": 1.0, "lpips": 0.0, "perceptual": 0.0, "ssim": 0.0, "pixelalign": 0.0,
-                                 "pointsdist": 0.0}
+                                 "pointsdist": 0.0, "alpha": 0.0}
     assert (loss.l2_warmup_steps, loss.masked_pixelalign_loss, loss.warmup_pointsdist, loss.masked_image_losses) \
         == (0, False, False, False)
 
