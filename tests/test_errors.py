@@ -16,6 +16,7 @@ class BadSample(Dataset):
                                                                 "names it)")
 
 
+@pytest.mark.slow
 def test_an_input_error_raised_in_a_dataloader_worker_is_its_own_line():
     with pytest.raises(RuntimeError) as caught:  # torch re-raises it from the worker as text
         next(iter(DataLoader(BadSample(), num_workers=1)))
@@ -24,6 +25,7 @@ def test_an_input_error_raised_in_a_dataloader_worker_is_its_own_line():
                                                  "(opencv_cameras.json frame 31 names it)")
 
 
+@pytest.mark.slow
 def test_a_worker_error_that_is_not_the_users_stays_a_traceback():
     class Broken(BadSample):
         def __getitem__(self, i):

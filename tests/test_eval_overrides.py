@@ -22,6 +22,7 @@ def per_sample_inputs(run) -> dict[str, int]:
     return {s: sum(r["input"] == "1" for r in rows if r["sample"] == s) for s in {r["sample"] for r in rows}}
 
 
+@pytest.mark.slow
 def test_num_input_views_changes_the_views_the_model_reconstructs_from(tiny_setup, monkeypatch):  # noqa: F811
     from facelift.models.gslrm import GSLRM
 
@@ -58,6 +59,7 @@ def test_split_test_without_a_test_list_is_an_error_not_the_validation_list(tiny
         evaluate(cfg)
 
 
+@pytest.mark.slow
 def test_the_report_names_the_list_it_scored(tiny_setup):  # noqa: F811
     run = run_eval(tiny_setup, "named", "renders=0", "num_workers=0")
     listed = tiny_setup / "six" / "data_test.txt"
@@ -84,6 +86,7 @@ def test_a_bad_sample_met_in_a_dataloader_worker_is_one_line(tiny_setup, tmp_pat
     assert last.startswith(f"error: {tiny_setup / 'six' / 'animal_'}") and "12" in last, last
 
 
+@pytest.mark.slow
 def test_turntable_frames_are_the_models_image_size_unless_asked(tiny_setup):  # noqa: F811
     import imageio_ffmpeg
 

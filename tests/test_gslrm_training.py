@@ -77,6 +77,7 @@ def test_default_job_makes_its_data_trains_and_says_where_things_are(default_run
     assert "checkpoints:" in console and "metrics log:" in console and "it/s" in console  # where things are; bar
 
 
+@pytest.mark.slow
 def test_the_default_job_prints_no_warning_a_user_cannot_act_on(default_run):
     """Lightning's cloud-logger tip, torch's pytree FutureWarning (from Lightning's loader), the summary's "FLOPs 0"
     and torch's too-many-workers warning are gone; the parameter count is one line."""

@@ -57,6 +57,7 @@ def test_cache_gives_the_file_paths_batches(tiny_set, cache):
     assert first.dtype == torch.uint8  # 8-bit PNGs are kept in a quarter of the bytes
 
 
+@pytest.mark.slow
 def test_memory_cache_is_shared_with_workers(tiny_set):
     """Worker processes fork after the warm-up and assemble the same batches from the cache as from the files."""
     assert_same(batches(datamodule(tiny_set, "none", num_workers=2), seed=5, epochs=1),

@@ -150,6 +150,7 @@ def test_sample_folder_with_a_trained_checkpoint(tmp_path):
     assert (read_image(tmp_path / "out" / "sample_000" / "input.png") - small).abs().mean() < 0.01
 
 
+@pytest.mark.slow
 def test_no_turntable_frames_no_video(tmp_path):
     cfg = infer_cfg(tmp_path, f"input={SAMPLE / 'gslrm' / 'sample_000'}", "turntable.frames=0", *TINY)
     summary, = run_inference(cfg)

@@ -8,7 +8,8 @@ import re
 
 import pytest
 
-STARTS_A_PROCESS = re.compile(r"subprocess\.(run|Popen|call|check_output)|ddp_spawn|multiprocessing")
+# a DataLoader with workers (num_workers=N > 0 in code or an override) forks a process per worker too
+STARTS_A_PROCESS = re.compile(r"subprocess\.(run|Popen|call|check_output)|ddp_spawn|multiprocessing|num_workers=[1-9]")
 
 
 def sources(item: pytest.Item) -> list[tuple[str, str]]:

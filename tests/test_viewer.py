@@ -80,6 +80,7 @@ def test_find_plys_names_the_problem(tmp_path):
     assert find_plys(tmp_path) == [tmp_path / "a/gaussians.ply", tmp_path / "b/gaussians.ply"]
 
 
+@pytest.mark.slow
 def test_bad_path_is_one_line_and_status_2(tmp_path):
     run = subprocess.run([sys.executable, "scripts/view.py", str(tmp_path / "none.ply")], cwd=REPO,
                          capture_output=True, text=True, timeout=120)
