@@ -17,14 +17,14 @@ jobs="${MUTATION_JOBS:-1}"
 
 declare -A FILES=(
   [step_rule]="facelift/systems/step_rule.py"
-  [losses]="facelift/losses/image_terms.py facelift/losses/combined.py facelift/losses/geometry_terms.py facelift/losses/lpips_loss.py facelift/losses/perceptual.py"
-  [metrics]="facelift/systems/metrics.py"
+  [losses]="facelift/losses/image_terms.py facelift/losses/combined.py facelift/losses/geometry_terms.py facelift/losses/lpips_loss.py facelift/losses/perceptual.py facelift/losses/foreground.py"
+  [metrics]="facelift/systems/metrics.py facelift/evaluation/foreground.py"
   [evaluation]="facelift/evaluation/report.py facelift/evaluation/curves.py"
 )
 declare -A TESTS=(  # the fast tests that pin each target (-m "not slow" is applied too)
   [step_rule]="tests/test_optim.py tests/test_step_rule_values.py"
-  [losses]="tests/test_losses.py tests/test_losses_reference.py"
-  [metrics]="tests/test_image_metrics.py tests/test_metrics_reference.py"
+  [losses]="tests/test_losses.py tests/test_losses_reference.py tests/test_foreground_losses.py"
+  [metrics]="tests/test_image_metrics.py tests/test_metrics_reference.py tests/test_foreground_reference.py"
   [evaluation]="tests/test_evaluation.py tests/test_metrics_reference.py"
 )
 

@@ -78,3 +78,24 @@ def test_the_metrics_module_scores_the_renders_alpha_against_the_targets_masks()
     assert got["precision"][0, 0].item() == pytest.approx(2 / 5) and got["iou"][0, 0].item() == pytest.approx(2 / 7)
     assert got["psnr_fg"][0, 0].item() == pytest.approx(10 * math.log10(1 / 0.025), abs=1e-4)
     assert got["fg_fraction"][0].tolist() == [4 / 16, 0.0, 1.0]
+
+
+# ----------------------------------------------------------------- from the mutation pass's survivors (issue 28 item 5)
+def test_one_pixel_of_foreground_drawn_is_a_whole_score_and_an_undershoot_is_clamped():
+    """A subject of one pixel, drawn exactly there: |T| = |P| = |T n P| = |T u P| = 1, so every ratio is 1 (not
+    NaN, not 1/2). The render undershoots to -0.3 where the target is 0: clamped to [0, 1] it matches, PSNR inf."""
+    target, mask, alpha = torch.zeros(1, 3, 4, 4), torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 4)
+    mask[0, 0, 1, 2] = alpha[0, 0, 1, 2] = 1.0
+    pred = target.clone()
+    pred[0, :, 1, 2] = -0.3
+    s = foreground_scores(pred, target, mask, alpha)
+    assert [s[k].item() for k in ("iou", "coverage", "precision")] == [1.0, 1.0, 1.0]
+    assert s["psnr_fg"].item() == math.inf and s["psnr_int"].item() == math.inf
+    assert s["fg_fraction"].item() == 1 / 16
+
+
+def test_an_alpha_threshold_of_zero_is_allowed_and_one_is_not():
+    """0 counts any opacity as drawn (a valid choice); at 1 nothing could ever be drawn."""
+    assert ImageMetrics(alpha_threshold=0.0).alpha_threshold == 0.0
+    with pytest.raises(ValueError, match=r"metrics\.alpha_threshold must be in \[0, 1\), got 1\.0"):
+        ImageMetrics(alpha_threshold=1.0)
