@@ -121,3 +121,29 @@ def test_guidance_moves_the_sample_toward_the_conditional_prediction(pipe, face,
     assert along[0.0] == pytest.approx(0.0, abs=0.05)
     for g in (1.0, 2.0, 3.0):  # sqrt(alpha) of the last step, 0.9996, scales it
         assert along[g] == pytest.approx(g, rel=0.03), along
+
+
+def test_validation_logs_each_guidance_scales_psnr_and_ssim_by_value(monkeypatch):
+    """The validation metrics MVDiffusion training reports, on predictions chosen here (the sampler replaced):
+    PSNR is the mean over views of 10 log10(1 / MSE), by hand; SSIM is scikit-image's over the same images."""
+    import numpy as np
+    from test_mvdiffusion_training import tiny_system
+
+    from facelift.data.mvdiffusion_data import MVDiffusionBatch
+    from references import skimage_ssim
+
+    system = tiny_system("model.validation.guidance_scales=[1.0,3.0]", "model.validation.grid_batches=0")
+    views = torch.rand(1, 6, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 0.5  # [B, V, 3, H, W]
+    offsets = torch.tensor([0.1, 0.1, 0.1, 0.01, 0.01, 0.01]).view(1, 6, 1, 1, 1)  # MSE 1e-2 or 1e-4 a view
+    preds = {1.0: views + offsets, 3.0: views + 0.1}
+    monkeypatch.setattr(system, "pipeline", lambda: lambda cond, guidance_scale, **kw: preds[guidance_scale])
+    logged = {}
+    monkeypatch.setattr(system, "log_dict", lambda values, **kw: logged.update(values))
+    batch = MVDiffusionBatch(torch.zeros(1, 3, 16, 16), views, torch.ones(1, 6, 1, 16, 16), torch.ones(1, 3),
+                             torch.zeros(1, dtype=torch.long))
+    system.validation_step(batch, 0)
+    assert logged["val/psnr_cfg1"].item() == pytest.approx((3 * 20.0 + 3 * 40.0) / 6, abs=1e-3)
+    assert logged["val/psnr_cfg3"].item() == pytest.approx(20.0, abs=1e-3)
+    for scale in (1.0, 3.0):
+        ref = np.mean([skimage_ssim(p, t) for p, t in zip(preds[scale][0], views[0])])
+        assert logged[f"val/ssim_cfg{scale:g}"].item() == pytest.approx(ref, abs=1e-4)
