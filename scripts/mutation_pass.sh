@@ -22,7 +22,7 @@ declare -A FILES=(
   [evaluation]="facelift/evaluation/report.py facelift/evaluation/curves.py"
 )
 declare -A TESTS=(  # the fast tests that pin each target (-m "not slow" is applied too)
-  [step_rule]="tests/test_optim.py tests/test_step_rule_values.py"
+  [step_rule]="tests/test_optim.py tests/test_step_rule_values.py tests/test_step_speed.py"
   [losses]="tests/test_losses.py tests/test_losses_reference.py tests/test_foreground_losses.py"
   [metrics]="tests/test_image_metrics.py tests/test_metrics_reference.py tests/test_foreground_reference.py"
   [evaluation]="tests/test_evaluation.py tests/test_metrics_reference.py"
