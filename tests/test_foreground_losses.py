@@ -154,3 +154,47 @@ def test_loss_configs_state_the_silhouette_recipe(tmp_path):
                         for name in ("facelift", "mouse"))
     assert (human.alpha_loss_weight, human.alpha_loss, human.foreground_weight) == (0.0, "l1", None)
     assert (mouse.alpha_loss_weight, mouse.alpha_loss) == (1.0, "l1")
+
+
+# ----------------------------------------------------------------- from the mutation pass's survivors (issue 28 item 5)
+def test_weights_are_per_view_in_a_batch_of_unlike_views():
+    """Two views in one call, one with a 2-pixel animal, one with a 6-pixel one (3x4 views): each view's weights sum
+    to 1 and follow its own mask, w = s m / Σm + (1 - s)(1 - m) / Σ(1 - m) with that view's sums."""
+    mask = torch.zeros(2, 1, 3, 4)
+    mask[0, 0, 0, :2] = 1.0
+    mask[1, 0, :2, 1:4] = 1.0
+    w = foreground_weights(mask, share=0.75)
+    assert w.shape == (2, 1, 3, 4)
+    torch.testing.assert_close(w.sum(dim=(1, 2, 3)), torch.ones(2))
+    assert w[0, 0, 0, 0].item() == pytest.approx(0.75 / 2) and w[0, 0, 2, 3].item() == pytest.approx(0.25 / 10)
+    assert w[1, 0, 0, 1].item() == pytest.approx(0.75 / 6) and w[1, 0, 2, 0].item() == pytest.approx(0.25 / 6)
+
+
+def test_a_group_of_less_than_one_pixel_of_mass_is_weighted_by_its_own_sum():
+    """Soft masks: a foreground of total mass 0.5 (one pixel at 0.5), a background of one pixel and one of half a
+    pixel are divided by their own sums (not by at least 1). 2x2 views, share 0.6, values by hand."""
+    def view(value: float, corner: float) -> torch.Tensor:
+        mask = torch.full((1, 1, 2, 2), value)
+        mask[0, 0, 0, 0] = corner
+        return mask
+
+    for mask, at_corner, elsewhere in (
+            (view(0.0, 0.5), 0.6 * 0.5 / 0.5 + 0.4 * 0.5 / 3.5, 0.4 / 3.5),  # Σm = 0.5, Σ(1 - m) = 3.5
+            (view(1.0, 0.0), 0.4 / 1.0, 0.6 / 3.0),  # Σm = 3, Σ(1 - m) = 1
+            (view(1.0, 0.5), 0.6 * 0.5 / 3.5 + 0.4 * 0.5 / 0.5, 0.6 / 3.5)):  # Σm = 3.5, Σ(1 - m) = 0.5
+        w = foreground_weights(mask, share=0.6)
+        assert w[0, 0, 0, 0].item() == pytest.approx(at_corner) and w[0, 0, 1, 1].item() == pytest.approx(elsewhere)
+        assert w.sum().item() == pytest.approx(1.0)
+
+
+def test_weighted_mean_refuses_weights_of_another_size_naming_both():
+    with pytest.raises(ValueError, match=r"^weights \(1, 1, 2, 2\) and per-pixel map \(1, 3, 4, 4\) differ in size$"):
+        weighted_mean(torch.zeros(1, 3, 4, 4), torch.ones(1, 1, 2, 2))
+
+
+def test_bce_of_a_fully_opaque_pixel_over_background_is_finite_and_the_default_is_l1():
+    """alpha exactly 1 where the mask is 0: BCE reads it as 1 - eps, -log(eps) (not -log 0 = inf)."""
+    alpha, mask = torch.ones(1, 1, 1, 2), torch.tensor([[[[0.0, 1.0]]]])
+    expected = (-math.log(BCE_EPS) - math.log(1 - BCE_EPS)) / 2  # the two pixels' terms, mean
+    assert silhouette_loss(alpha, mask, "bce").item() == pytest.approx(expected, rel=1e-5)
+    assert silhouette_loss(alpha, mask).item() == silhouette_loss(alpha, mask, "l1").item() == 0.5
