@@ -171,3 +171,64 @@ def test_the_feature_networks_read_the_files_given_or_fall_back_to_random_only_w
     assert random.lpips is not None  # allowed: random VGG16
     with pytest.raises(MissingWeightsError, match=str(missing)):
         GSLRMLoss(lpips_loss_weight=1.0, lpips_vgg16_weights=missing)
+
+
+def test_the_step_0_check_sees_a_one_step_warmup_with_only_feature_terms():
+    """l2_warmup_steps=1 with LPIPS alone: step 0 has no term on (the warm-up keeps L2 and SSIM, both 0 here)."""
+    with pytest.raises(ValueError, match=r"^loss: every term has weight 0 at step 0; give some \*_loss_weight a value "
+                                         r"> 0 \(l2_warmup_steps leaves only the non-feature terms on\)$"):
+        GSLRMLoss(l2_loss_weight=0.0, lpips_loss_weight=1.0, l2_warmup_steps=1)
+
+
+def test_foreground_weight_is_a_share_from_0_to_1():
+    for share in (0.0, 1.0):  # 0: the background alone, 1: the animal alone; both are valid choices
+        assert GSLRMLoss(foreground_weight=share).foreground_weight == share
+    with pytest.raises(ValueError, match=r"^loss\.foreground_weight must be null \(off\) or a share in \[0, 1\], "
+                                         r"got 1\.5$"):
+        GSLRMLoss(foreground_weight=1.5)
+
+
+def hand_weights(mask: torch.Tensor, s: float) -> torch.Tensor:
+    """w = s m / Σm + (1 - s)(1 - m) / Σ(1 - m) per view, for ``mask`` ``[N, 1, H, W]`` with both groups present."""
+    fg, bg = mask.sum(dim=(1, 2, 3), keepdim=True), (1 - mask).sum(dim=(1, 2, 3), keepdim=True)
+    return s * mask / fg + (1 - s) * (1 - mask) / bg
+
+
+def test_foreground_weighted_l2_and_lpips_equal_weighted_means_of_independent_maps(vgg16_file, reference_lpips):
+    """With loss.foreground_weight, L2 and LPIPS are Σ w · map per view (mean over views), the maps computed here:
+    the squared error by hand, LPIPS by the lpips package's own spatial map on the same VGG16 file."""
+    g = torch.Generator().manual_seed(4)
+    target, rendered = torch.rand(1, 2, 3, 32, 32, generator=g), torch.rand(1, 2, 3, 32, 32, generator=g)
+    masks = torch.zeros(1, 2, 1, 32, 32)
+    masks[0, 0, ..., 4:12, 4:20] = 1.0  # two unlike animals
+    masks[0, 1, ..., 10:30, 2:8] = 1.0
+    w = hand_weights(masks[0], 0.8)  # [2, 1, 32, 32]
+    loss = GSLRMLoss(l2_loss_weight=1.0, lpips_loss_weight=0.5, foreground_weight=0.8, lpips_vgg16_weights=vgg16_file)
+    out = loss(rendered, views_of(target, masks), step=0)
+    p, t = rendered[0], target[0]
+    l2_map = (p.double() - t.double()).square().mean(dim=1, keepdim=True)  # [2, 1, 32, 32]
+    assert out.terms["l2"].item() == pytest.approx((l2_map * w).sum(dim=(1, 2, 3)).mean().item(), rel=1e-5)
+    reference_lpips.spatial = True
+    try:
+        with torch.no_grad():
+            lp_map = reference_lpips(p * 2 - 1, t * 2 - 1)  # [2, 1, 32, 32]
+    finally:
+        reference_lpips.spatial = False
+    expected = (lp_map * w).sum(dim=(1, 2, 3)).mean().item()
+    assert expected != pytest.approx(lp_map.mean().item(), rel=1e-3)  # the weights matter on these images
+    assert out.terms["lpips"].item() == pytest.approx(expected, abs=1e-5)
+
+
+def test_the_silhouette_term_uses_the_chosen_loss_and_refuses_a_wrong_alpha_naming_both_shapes():
+    masks = torch.zeros(1, 2, 1, 4, 4)
+    masks[..., :2, :] = 1.0
+    alpha = torch.full((1, 2, 1, 4, 4), 0.25)
+    target = views_of(torch.rand(1, 2, 3, 4, 4), masks)
+    bce = GSLRMLoss(alpha_loss_weight=1.0, alpha_loss="bce")(target.images, target, step=0, alpha=alpha)
+    assert bce.terms["alpha"].item() == pytest.approx(-(np.log(0.25) + np.log(0.75)) / 2, rel=1e-5)  # by hand
+    loss = GSLRMLoss(alpha_loss_weight=1.0)
+    with pytest.raises(ValueError, match=r"^loss: the alpha term needs the rendered alpha \(see needs_alpha\)$"):
+        loss(target.images, target, step=0)
+    with pytest.raises(ValueError, match=r"^loss: rendered alpha \(1, 2, 1, 4, 2\) and target masks "
+                                         r"\(1, 2, 1, 4, 4\) differ$"):
+        loss(target.images, target, step=0, alpha=alpha[..., :2])
