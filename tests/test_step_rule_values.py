@@ -87,3 +87,19 @@ def test_every_check_asks_the_other_ranks_and_follows_them():
     ranks = Ranks([False, False])  # the local flags the ranks are told are this rank's own findings
     StepRule().decide(torch.tensor(1.0), params_with_grads(torch.tensor([float("nan"), 0.0])), any_rank=ranks)
     assert ranks.asked == [False, True]
+
+
+# ----------------------------------------------------------------- the on-device twin (model.step_rule.on_device)
+def test_on_device_a_norm_exactly_at_the_limit_is_taken_and_above_it_skipped():
+    rule = StepRule(grad_clip_norm=1.0, allowed_gradnorm_factor=20.0, on_device=True)
+    at = rule.decide_on_device(torch.tensor(1.0), params_with_grads(torch.tensor([12.0, 16.0])))  # norm 20
+    assert at.skip.item() == 0.0 and at.grad_norm.item() == 20.0
+    above = rule.decide_on_device(torch.tensor(1.0), params_with_grads(torch.tensor([12.0, 16.5])))
+    assert above.skip.item() == 1.0 and rule.flush() == {"gradnorm": 1}
+
+
+def test_on_device_sanitizing_replaces_nan_by_zero_and_infinities_by_a_thousandth():
+    ps = params_with_grads(torch.tensor([float("nan"), float("inf"), -float("inf"), 0.5]))
+    d = StepRule(grad_clip_norm=10.0, sanitize_gradients=True, on_device=True).decide_on_device(torch.tensor(1.0), ps)
+    assert d.skip.item() == 0.0 and d.grad_norm.item() == pytest.approx(math.sqrt(2e-6 + 0.25))
+    assert torch.equal(ps[0].grad, torch.tensor([0.0, 1e-3, -1e-3, 0.5]))
