@@ -106,3 +106,16 @@ def test_lpips_equals_the_lpips_package_on_the_same_weights(vgg16_file, referenc
     with torch.no_grad():
         same = scored(ours, pairs()[1][2][None, None], pairs()[1][2][None, None])["lpips"].item()
     assert same == pytest.approx(0.0, abs=1e-6)
+
+
+def test_a_render_outside_0_1_is_scored_clamped():
+    """Renders are clamped to [0, 1] before scoring (the image that would be saved): -0.2 over a black target
+    and 1.3 over a white one are exact matches; PSNR by hand 10 log10(1 / MSE) for the rest."""
+    target = torch.zeros(1, 1, 3, 16, 16)
+    target[..., 8:] = 1.0
+    pred = target.clone()
+    pred[..., :8] = -0.2
+    pred[..., 8:] = 1.3
+    assert scored(ImageMetrics(), pred, target)["psnr"].item() == math.inf
+    pred[..., 0, 0] = 0.5  # one pixel off by 0.5 in each channel: MSE 0.25 / 256
+    assert scored(ImageMetrics(), pred, target)["psnr"].item() == pytest.approx(10 * math.log10(256 / 0.25), abs=1e-4)
