@@ -11,6 +11,7 @@ is named by POSE_SPLATTER_REPO, its own reader is run on the files too, and (slo
 import json
 import math
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 from scipy.spatial.transform import Rotation
 
 from facelift.cameras import look_at
@@ -239,6 +241,36 @@ def test_its_full_frame_renders_are_resampled_into_the_protocols_views(recording
         assert out[..., 3].max() > 0.99
 
 
+def test_collect_reads_its_render_file_back_into_the_protocols_views(recording, tmp_path):
+    """A perfect Pose Splatter (its renders = its own frames, alpha = its masks) in its evaluation's layout
+    (rendered_images.h5 [frames, C, h, w, 4] uint8, metrics_test.csv) comes back aligned with the protocol's truth."""
+    root, protocol = recording["root"], recording["protocol"]
+    project = tmp_path / "project"
+    project.mkdir()
+    for name in (ps.CONFIG, ps.CAMERAS):
+        (project / name).write_bytes((root / "ps" / "project" / name).read_bytes())
+    config = recording["config"]
+    data = Path(config["data_directory"])
+    renders = np.zeros((len(protocol.frames), 4, 24, 32, 4), np.uint8)
+    for i in range(len(protocol.frames)):
+        for c in range(4):
+            rgb = cv2.imread(str(data / (config["video_fns"][c] % i)))[..., ::-1]
+            mask = cv2.imread(str(data / (config["mask_video_fns"][c] % i)), cv2.IMREAD_GRAYSCALE)
+            renders[i, c] = np.concatenate([np.where(mask[..., None] > 127, rgb, 255), mask[..., None]], -1)
+    (project / "images").mkdir()
+    with h5py.File(project / "images" / "rendered_images.h5", "w") as f:
+        f["images"] = renders
+    own = np.array([[0.9, 0.1, 30.0, 0.88, 0.95]] * 4)  # its columns, sorted: iou, l1, psnr, soft_iou, ssim
+    np.savetxt(project / "metrics_test.csv", own, delimiter=",", header="\t".join(["iou", "l1", "psnr", "soft_iou",
+                                                                                   "ssim"]), fmt="%.6f")
+    notes = ps.collect(protocol, project, tmp_path / "renders")
+    assert notes["pose_splatter_own_metrics"][3] == {"iou": 0.9, "l1": 0.1, "psnr": 30.0, "soft_iou": 0.88,
+                                                     "ssim": 0.95}
+    records = score_folder(protocol, tmp_path / "renders", "pose_splatter")
+    assert [(r["frame"], r["camera"]) for r in records] == protocol.views()
+    assert np.mean([r["iou"] for r in records]) > 0.85 and min(r["iou"] for r in records) > 0.75  # seen: 0.91, 0.86
+
+
 # ------------------------------------------------------------------------------------------ bad input
 def test_missing_checkout_is_one_sentence(tmp_path, capsys, recording):
     sys.path.insert(0, str(REPO / "scripts" / "peers"))
@@ -296,3 +328,85 @@ def test_its_own_reader_sees_our_cameras(recording):
         x = k[i] @ (e[i, :3, :3] @ moved + e[i, :3, 3])
         ours, _ = p.to_cameras().project(torch.tensor(point)[None, None])
         np.testing.assert_allclose(x[:2] / x[2], ours[0, 0].numpy(), atol=1e-6)
+
+
+@pytest.mark.slow
+def test_gslrm_renders_every_camera_of_the_test_frames(recording, tmp_path):
+    """A tiny random GS-LRM on the protocol's prepared set: a render folder with every (test frame, camera) of
+    the protocol, the held-out camera never an input, scored like any other method's."""
+    from test_gslrm_training import compose_config
+
+    from facelift.peers.gslrm_renders import render_protocol
+    from facelift.systems.gslrm_system import GSLRMSystem
+
+    protocol = make_protocol(recording["protocol"].raw, holdout=3, size=32)
+    write_split_lists(protocol)
+    prepared = tmp_path / "prepared"
+    subprocess.run([sys.executable, str(REPO / "scripts" / "prepare_mouse_data.py"), "--src", protocol.raw, "--dst",
+                    str(prepared), "--size", "32", "--no-normalize", "--split", "keep"], check=True,
+                   capture_output=True)
+    cfg = compose_config("train", tmp_path, f"data.data_dir={prepared}", "data.image_size=32", "data.num_views=3",
+                         "data.num_input_views=2", "data.synthesize=null", "data.maximize_view_overlap=false",
+                         "data.holdout_views=[3]")
+    torch.manual_seed(0)
+    system = GSLRMSystem(**{k: v for k, v in cfg.model.items() if not k.startswith("_")})
+    torch.save({"hyper_parameters": dict(system.hparams), "state_dict": system.state_dict(),
+                "datamodule_hyper_parameters": OmegaConf.to_container(cfg.data, resolve=True)}, tmp_path / "t.ckpt")
+    timing = render_protocol(protocol, tmp_path / "t.ckpt", prepared, tmp_path / "gslrm", "cpu")
+    assert timing["frames"] == 3 and set(timing["input_cameras"]) <= {0, 1, 2}  # 2 of them per frame, never 3
+    records = score_folder(protocol, tmp_path / "gslrm", "gslrm")
+    assert [(r["frame"], r["camera"]) for r in records] == protocol.views()
+
+
+@pytest.mark.skipif(not PS_REPO, reason="POSE_SPLATTER_REPO (a checkout of jackgoffinet/pose-splatter) not set")
+def test_its_visibility_test_runs_on_the_shim_and_keeps_the_nearest_voxel_per_pixel():
+    """Its ray_cast_visibility_torch (the one torch_scatter call) with the shim in place of torch_scatter: per pixel
+    exactly the voxels nearest the camera are visible (brute force over voxels as the reference)."""
+    sys.path[:0] = [str(REPO / "facelift" / "peers" / "shims"), PS_REPO]
+    try:
+        from src.shape_carver import ray_cast_visibility_torch
+    finally:
+        del sys.path[:2]
+    g = torch.linspace(-0.1, 0.1, 6)
+    grid = torch.stack(torch.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3)  # [216, 3]
+    k = torch.tensor([[[40.0, 0.0, 8.0], [0.0, 40.0, 8.0], [0.0, 0.0, 1.0]]])
+    e = torch.eye(4)[None].clone()
+    e[0, :3, 3] = torch.tensor([0.03, -0.02, 1.0])  # the cube 1 in front of the camera
+    visible = ray_cast_visibility_torch(grid, k, e, 16, 16)[0]  # [216]
+    cam = grid + e[0, :3, 3]
+    uv = (cam[:, :2] / cam[:, 2:]) * 40.0 + 8.0
+    pixel = uv[:, 1].round().long().clamp(0, 15) * 16 + uv[:, 0].round().long().clamp(0, 15)
+    dist = cam.norm(dim=1)
+    expected = torch.tensor([bool(dist[i] == dist[pixel == pixel[i]].min()) for i in range(len(grid))])
+    assert torch.equal(visible, expected) and 0 < int(visible.sum()) < len(grid)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not PS_REPO, reason="POSE_SPLATTER_REPO (a checkout of jackgoffinet/pose-splatter) not set")
+def test_its_cpu_steps_run_on_the_export(recording, tmp_path):
+    """Its centre/rotation, crop, image and Zarr steps, run unmodified from the checkout on the export: its image
+    file holds every protocol frame and camera, and the masks it derives from them (not white) are ours."""
+    import shutil
+
+    shutil.copytree(recording["root"] / "ps", tmp_path / "ps")
+    config_path = tmp_path / "ps" / "project" / ps.CONFIG
+    config = json.loads(config_path.read_text())
+    config["project_directory"] = str(tmp_path / "ps" / "project")
+    config_path.write_text(json.dumps(config))
+    done = subprocess.run([sys.executable, str(REPO / "scripts" / "peers" / "pose_splatter.py"), "run", "--out",
+                           str(tmp_path / "ps"), "--repo", PS_REPO, "--to-step", "zarr"], capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    config = json.loads(config_path.read_text())
+    assert all((hi - lo) % 16 == 0 and hi > lo for lo, hi in config["volume_idx"])
+    with h5py.File(tmp_path / "ps" / "project" / "images" / "images.h5", "r") as f:
+        images = np.asarray(f["images"])
+    assert images.shape == (9, 4, 24, 32, 3)
+    data = Path(config["data_directory"])
+    for i in range(9):
+        for c in range(4):
+            mask = cv2.imread(str(data / (config["mask_video_fns"][c] % i)), cv2.IMREAD_GRAYSCALE) > 127
+            theirs = images[i, c, ..., 0] != 255
+            assert (theirs == mask).mean() > 0.98
+    run = json.loads((tmp_path / "ps" / "run.json").read_text())
+    assert set(run["steps"]) == {"center_rotation", "crop_indices", "volume_idx", "write_images", "zarr"}
