@@ -193,7 +193,8 @@ def volume_idx(volume_sum: np.ndarray, frames: int, threshold: float) -> list[li
     return spans
 
 
-def steps(repo: Path, project: Path, epochs: int, max_batches: int | None, scatter_shim: bool) -> list[list[str]]:
+def steps(repo: Path, project: Path, epochs: int, max_batches: int | None, scatter_shim: bool,
+          resume: bool = False) -> list[list[str]]:
     """Its steps as command lines, in order (each run with the project folder as working directory)."""
     config = str(project / CONFIG)
     launch = [sys.executable, "-m", "facelift.peers.launch"]
@@ -205,7 +206,7 @@ def steps(repo: Path, project: Path, epochs: int, max_batches: int | None, scatt
             ["facelift:volume_idx"],  # the crop chosen from its volume sum, written into the config
             [*launch, str(repo / "write_images.py"), config],
             [*launch, str(repo / "copy_to_zarr.py"), f"{images}/images.h5", f"{images}/images.zarr", "--overwrite"],
-            train + (["--max_batches", str(max_batches)] if max_batches else []),
+            train + (["--max_batches", str(max_batches)] if max_batches else []) + (["--load"] if resume else []),
             [*gpu, str(repo / "evaluate_model.py"), config, "--force"]]
 
 

@@ -63,6 +63,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repo", type=Path, help="a checkout of github.com/jackgoffinet/pose-splatter")
     p.add_argument("--epochs", type=int, default=50, help="its train_script.py default: 50")
     p.add_argument("--max-batches", type=int, help="batches per epoch (its --max_batches; default: all)")
+    p.add_argument("--resume", action="store_true",
+                   help="train on from its last checkpoint (its --load; it saves one every epoch)")
     p.add_argument("--from-step", choices=STEP_NAMES, default=STEP_NAMES[0], help="resume at this step")
     p.add_argument("--to-step", choices=STEP_NAMES, default=STEP_NAMES[-1], help="stop after this step")
     p.add_argument("--dry-run", action="store_true", help="print the commands only")
@@ -91,12 +93,13 @@ def run_steps(args: argparse.Namespace) -> dict:
         raise InputError(project / ps.CONFIG, "not found: run the export command first")
     repo = ps.check_repo(args.repo)
     shim = importlib.util.find_spec("torch_scatter") is None
-    commands = ps.steps(repo, project, args.epochs, args.max_batches, shim)
+    commands = ps.steps(repo, project, args.epochs, args.max_batches, shim, args.resume)
     first, last = STEP_NAMES.index(args.from_step), STEP_NAMES.index(args.to_step)
     log_path = args.out / "run.json"
     log = json.loads(log_path.read_text()) if log_path.is_file() else {"steps": {}}
-    log.update(repo=str(repo), torch_scatter="shim" if shim else "installed", epochs=args.epochs,
-               max_batches=args.max_batches)
+    log.update(repo=str(repo), torch_scatter="shim" if shim else "installed", max_batches=args.max_batches)
+    if first <= STEP_NAMES.index("train") <= last and not args.dry_run:
+        log["epochs"] = log.get("epochs", 0) * args.resume + args.epochs  # in all, across resumed calls
     (project / "images").mkdir(exist_ok=True)
     root = str(Path(ps.__file__).resolve().parents[2])  # this checkout, for `python -m facelift.peers.launch`
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
@@ -112,7 +115,9 @@ def run_steps(args: argparse.Namespace) -> dict:
             if done.returncode:
                 raise InputError(None, f"Pose Splatter's step {name} failed (exit {done.returncode}); its output "
                                        f"is above; resume with --from-step {name}")
-        log["steps"][name] = {"seconds": round(time.perf_counter() - start, 1)}
+        seconds = round(time.perf_counter() - start, 1)
+        before = log["steps"].get(name, {}).get("seconds", 0.0) if name == "train" and args.resume else 0.0
+        log["steps"][name] = {"seconds": round(before + seconds, 1)}  # training: summed over resumed calls
         write_json(log_path, log)
     return log
 
