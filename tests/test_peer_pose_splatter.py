@@ -27,8 +27,8 @@ from facelift.cameras import look_at
 from facelift.errors import InputError
 from facelift.image_io import read_image, write_image
 from facelift.peers import pose_splatter as ps
-from facelift.peers.protocol import (make_protocol, read_protocol, render_path, score_folder, truth_view,
-                                     write_protocol, write_split_lists, write_tables)
+from facelift.peers.protocol import (comparison_figure, make_protocol, read_protocol, render_path, score_folder,
+                                     truth_view, write_protocol, write_split_lists, write_tables)
 from facelift.peers.shims.torch_scatter import scatter_min
 from facelift.rigs.importer import ImportConfig, import_recordings
 from facelift.rigs.rig import Rig, RigCamera, write_rig
@@ -215,6 +215,9 @@ def test_both_methods_are_scored_on_the_same_views(recording, tmp_path):
     assert [(row["method"], row["group"], row["views"]) for row in content["summary"]] == [
         ("exact", "holdout", 3), ("exact", "input", 9), ("empty", "holdout", 3), ("empty", "input", 9)]
     assert (tmp_path / "table" / "comparison.md").read_text().count("\n") == 6
+    figure = read_image(comparison_figure(protocol, {"exact": tmp_path / "exact"}, tmp_path / "f.png"))
+    assert figure.shape == (3, 2 * 256, 4 * 256)  # truth | exact, 4 cameras, 16 px views shown at 256
+    np.testing.assert_allclose(figure[:, 256 + 40:, 40:256], figure[:, 40:256, 40:256], atol=1 / 255)  # the same
 
 
 def test_its_full_frame_renders_are_resampled_into_the_protocols_views(recording, tmp_path):

@@ -33,7 +33,7 @@ from facelift.data.image_ops import resize
 from facelift.data.sample_folder import TEST_LIST, TRAIN_LIST, VAL_LIST, read_sample, write_file_list
 from facelift.errors import InputError
 from facelift.evaluation.foreground import nan_mean
-from facelift.image_io import composite, read_image
+from facelift.image_io import composite, image_grid, label_image, read_image, write_image
 from facelift.render import Renders
 from facelift.systems.metrics import ImageMetrics
 from facelift.views import Views
@@ -215,3 +215,24 @@ def write_tables(records: list[dict], out: str | Path, extra: dict | None = None
 
 def _cell(value: float) -> str:
     return "nan" if math.isnan(value) else f"{value:.4f}" if abs(value) < 10 else f"{value:.2f}"
+
+
+def comparison_figure(protocol: Protocol, folders: dict[str, str | Path], out: str | Path, frame: int | None = None,
+                      min_side: int = 256) -> Path:
+    """One test frame (default: the first), every camera a column, the held-out one first: rows truth | each
+    method's render, labelled, upscaled (nearest) to at least ``min_side`` pixels a view; written as PNG."""
+    frame = protocol.test_frames[0] if frame is None else frame
+    order = [protocol.holdout, *protocol.input_cameras]
+    truth, _ = truth_view(protocol, frame)
+    scale = max(1, -(-min_side // protocol.size))
+
+    def row(images: torch.Tensor, name: str) -> torch.Tensor:  # [V, 3, S, S] -> labelled, upscaled
+        big = torch.nn.functional.interpolate(images[order], scale_factor=scale, mode="nearest")
+        return torch.stack([label_image(v, f"{name} cam {k}{' held out' if k == protocol.holdout else ''}")
+                            for v, k in zip(big, order)])
+
+    rows = [row(truth[:, :3], "truth")]
+    for name, folder in folders.items():
+        rows.append(row(torch.stack([read_image(render_path(folder, frame, k))[:3]
+                                     for k in range(protocol.num_cameras)]), name))
+    return write_image(Path(out), image_grid(*rows))

@@ -16,7 +16,8 @@ written as RAW's data_*.txt lists for prepare_mouse_data.py / train.py), the hel
 steps from its checkout (``git clone https://github.com/jackgoffinet/pose-splatter``; torch_scatter from a shim
 when not installed), ``collect`` resamples its test renders into the protocol's views, ``gslrm`` renders a
 GS-LRM checkpoint into the same views, ``score`` scores both with this project's metrics and writes per_view.csv,
-comparison.md and comparison.json. Bad input: one line, exit status 2.
+comparison.md, comparison.json and test_frame.png (the first test frame, every camera, the held-out one first:
+truth | each method). Bad input: one line, exit status 2.
 """
 
 from __future__ import annotations
@@ -32,8 +33,8 @@ from pathlib import Path
 from facelift.atomic import write_json
 from facelift.errors import InputError, exit_on_user_error
 from facelift.peers import pose_splatter as ps
-from facelift.peers.protocol import (PROTOCOL_FILE, make_protocol, read_protocol, score_folder, write_protocol,
-                                     write_split_lists, write_tables)
+from facelift.peers.protocol import (PROTOCOL_FILE, comparison_figure, make_protocol, read_protocol, score_folder,
+                                     write_protocol, write_split_lists, write_tables)
 
 STEP_NAMES = ("center_rotation", "crop_indices", "volume_idx", "write_images", "zarr", "train", "evaluate")
 
@@ -152,15 +153,17 @@ def main(argv: list[str] | None = None) -> None:
         print(f"renders -> {args.renders} ({seconds['seconds_per_frame']:.3f} s a frame)")
     else:
         protocol = read_protocol(args.protocol)
-        records = []
+        records, folders = [], {}
         for spec in args.method:
             name, _, folder = spec.partition("=")
             if not folder:
                 raise InputError(None, f"--method {spec!r}: expected NAME=FOLDER")
             records += score_folder(protocol, folder, name)
+            folders[name] = folder
         notes = {str(d): {f: json.loads((d / f).read_text()) for f in ("run.json", "collect.json", "timing.json")
                           if (d / f).is_file()} for d in args.notes}
         write_tables(records, args.out, {"protocol": str(args.protocol), "notes": notes})
+        comparison_figure(protocol, folders, args.out / "test_frame.png")
         print((args.out / "comparison.md").read_text(), end="")
 
 
