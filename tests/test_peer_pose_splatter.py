@@ -288,6 +288,22 @@ def test_missing_checkout_is_one_sentence(tmp_path, capsys, recording):
     assert len(err.splitlines()) == 1 and "git clone https://github.com/jackgoffinet/pose-splatter" in err
 
 
+def test_too_few_frames_for_its_chunks_is_one_line(tmp_path, capsys, recording, monkeypatch):
+    sys.path.insert(0, str(REPO / "scripts" / "peers"))
+    try:
+        import pose_splatter as script
+    finally:
+        sys.path.pop(0)
+    for name in ps.REPO_FILES:  # a stand-in checkout: the run stops before any of it is started
+        (tmp_path / "repo" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "repo" / name).touch()
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
+    with pytest.raises(SystemExit) as exit_:
+        script.main(["run", "--out", str(recording["root"] / "ps"), "--repo", str(tmp_path / "repo")])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and len(err.splitlines()) == 1 and "9 frames for 16 cores" in err
+
+
 def test_wrong_camera_count_is_refused(recording, tmp_path):
     rig = _rig()
     write_rig(Rig("mm", rig.frames[:3]), tmp_path / "rig.json")

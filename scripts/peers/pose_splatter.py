@@ -93,6 +93,12 @@ def run_steps(args: argparse.Namespace) -> dict:
     if not (project / ps.CONFIG).is_file():
         raise InputError(project / ps.CONFIG, "not found: run the export command first")
     repo = ps.check_repo(args.repo)
+    frames = len(json.loads((project / "frames.json").read_text())["frames"])
+    cores = len(os.sched_getaffinity(0))
+    if frames < cores or frames // 3 < (os.cpu_count() or 1) // 2:  # its steps give every core a chunk of frames
+        raise InputError(project / "frames.json", f"{frames} frames for {cores} cores: its steps split the frames "
+                                                  "(and their first third) into one chunk per core (half of them); "
+                                                  f"use at least {max(cores, 3 * ((os.cpu_count() or 1) // 2))}")
     shim = importlib.util.find_spec("torch_scatter") is None
     commands = ps.steps(repo, project, args.epochs, args.max_batches, shim, args.resume)
     first, last = STEP_NAMES.index(args.from_step), STEP_NAMES.index(args.to_step)
