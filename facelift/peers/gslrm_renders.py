@@ -57,7 +57,7 @@ def render_protocol(protocol: Protocol, ckpt: str | Path, data: str | Path, fold
         start = time.perf_counter()
         with torch.no_grad():
             rec = system.reconstruct(batch)
-            drawn = render(rec.gaussians, cameras.reshape(1, len(cameras)), rec.targets.background_or_white(),
+            drawn = render(rec.gaussians, cameras.reshape(1, len(cameras)), 1.0,  # over white, as the truth is
                            backend=system.hparams.render_backend)
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
