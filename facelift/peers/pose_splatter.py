@@ -17,7 +17,8 @@ Its input, as its code reads it (read from its scripts; nothing of it is copied 
 What is written here (`export`): each camera's frames undistorted (`facelift.rigs.lens`, the same maps as
 import_recordings.py) and resized by ``scale`` as numbered PNGs (lossless, so both methods see the same masks;
 ``cv2.VideoCapture`` reads ``%06d.png`` sequences frame by frame as videos), the masks likewise, the cameras (the
-undistorted pinholes at that scale, in the rig's world and units), the world's up, and the config with
+undistorted pinholes at that scale, in the rig's units, its world moved by ``frames.json``'s ``world_offset``:
+the cameras' mean), the world's up, and the config with
 ``image_downsample`` 1 (its own downsampling takes every n-th pixel; resizing here keeps the pixel grid exact).
 Pixel convention: gsplat, which draws its renders, puts pixel centres at +0.5 like this project, so K is written as
 this project's (its shape carving rounds projections to integers: a half-pixel bias in its voxels, its own).
