@@ -375,6 +375,8 @@ def test_gslrm_renders_every_camera_of_the_test_frames(recording, tmp_path):
     assert timing["frames"] == 3 and set(timing["input_cameras"]) <= {0, 1, 2}  # 2 of them per frame, never 3
     records = score_folder(protocol, tmp_path / "gslrm", "gslrm")
     assert [(r["frame"], r["camera"]) for r in records] == protocol.views()
+    timing = render_protocol(protocol, tmp_path / "t.ckpt", prepared, tmp_path / "all", "cpu", inputs=3)
+    assert timing["input_cameras"] == [0, 1, 2]  # every camera but the held-out one, each frame
 
 
 @pytest.mark.skipif(not PS_REPO, reason="POSE_SPLATTER_REPO (a checkout of jackgoffinet/pose-splatter) not set")

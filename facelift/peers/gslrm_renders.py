@@ -26,12 +26,14 @@ from facelift.views import Views
 
 
 def render_protocol(protocol: Protocol, ckpt: str | Path, data: str | Path, folder: str | Path,
-                    device: str = "cuda") -> dict:
-    """Write the render folder; returns the timing and the input cameras used."""
+                    device: str = "cuda", inputs: int | None = None) -> dict:
+    """Write the render folder; returns the timing and the input cameras used. ``inputs``: reconstruct from that
+    many views (e.g. all cameras but the held-out one) instead of the checkpoint's own number."""
     dev = resolve_device(device)
     system, saved = load_system(ckpt, dev)
+    views = {} if inputs is None else {"num_views": inputs, "num_input_views": inputs, "target_has_input": True}
     cfg = OmegaConf.create({"data": {"data_dir": str(data), "test_list": "data_test.txt",
-                                     "holdout_views": [protocol.holdout]},
+                                     "holdout_views": [protocol.holdout], **views},
                             "split": "test", "num_workers": 0, "batch_size": 1, "ckpt": str(ckpt)})
     datamodule = build_datamodule(saved, cfg)
     use_data_views(system, datamodule)

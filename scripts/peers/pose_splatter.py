@@ -79,6 +79,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--data", type=Path, required=True, help="prepare_mouse_data.py output of the protocol's RAW")
     p.add_argument("--renders", type=Path, required=True)
     p.add_argument("--device", default="cuda")
+    p.add_argument("--inputs", type=int, help="input views per frame (default: the checkpoint's; 5: every camera "
+                                              "but the held-out one of a 6-camera rig)")
     p = sub.add_parser("score", help="score render folders, write the table")
     p.add_argument("--protocol", type=Path, required=True)
     p.add_argument("--method", action="append", required=True, metavar="NAME=FOLDER")
@@ -154,7 +156,8 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "gslrm":
         from facelift.peers.gslrm_renders import render_protocol
 
-        seconds = render_protocol(read_protocol(args.protocol), args.ckpt, args.data, args.renders, args.device)
+        seconds = render_protocol(read_protocol(args.protocol), args.ckpt, args.data, args.renders, args.device,
+                                  args.inputs)
         write_json(args.renders / "timing.json", seconds)
         print(f"renders -> {args.renders} ({seconds['seconds_per_frame']:.3f} s a frame)")
     else:
