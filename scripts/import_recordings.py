@@ -35,10 +35,13 @@ def parse_args(argv: list[str] | None) -> ImportConfig:
     parser.add_argument("--background-frames", type=int, default=25, help="frames in the median background")
     parser.add_argument("--background-threshold", type=float, default=0.12,
                         help="colour difference from the background that counts as animal (0-1)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="processes that undistort, crop and write frames (0: none; on a GPU machine ~cores - 2)")
     args = parser.parse_args(argv)
     return ImportConfig(rig=args.rig, videos=args.videos, out=args.out, masks=args.masks, size=args.size,
                         frames=args.frames, split=tuple(args.split), margin=args.margin,
-                        background_frames=args.background_frames, background_threshold=args.background_threshold)
+                        background_frames=args.background_frames, background_threshold=args.background_threshold,
+                        workers=args.workers)
 
 
 @exit_on_user_error

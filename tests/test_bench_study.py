@@ -13,10 +13,12 @@ from facelift.data.synthetic.blob_scenes import write_dataset
 @pytest.mark.slow  # two 3-step trainings and two evaluations in a subprocess
 def test_bench_study_reports_both_ways(tmp_path):
     data = write_dataset(tmp_path / "set", "human", num_samples=4, size=32, num_views=12)
+    (data / "data_test.txt").write_text((data / "data_val.txt").read_text())  # the benchmark scores a test split
     out = tmp_path / "bench.json"
     run = subprocess.run([sys.executable, "scripts/bench_study.py", "--out", str(out), "--data", str(data),
                           "--experiment", "none", "--steps", "3", "--override", "trainer.log_every_n_steps=1",
-                          "--fast", "model.compile=false"],
+                          "--fast", "model.compile=false",
+                          "--eval-override", "data.test_list=data_test.txt"],
                          cwd=REPO, capture_output=True, text=True, timeout=1500)
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads(out.read_text())

@@ -17,7 +17,9 @@ already there (and refuses to mix in other settings: ``import.json``).
 from __future__ import annotations
 
 import json
+import multiprocessing
 import sys
+from collections import deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -53,6 +55,7 @@ class ImportConfig:
     background_frames: int = 25  # frames whose median is the static background (no masks)
     background_threshold: float = 0.12  # a pixel is animal where any channel differs from it by more than this
     mask_threshold: float = 0.5  # mask video value above which a pixel is animal
+    workers: int = 0  # processes that undistort, crop and write the frames (0: this one; decoding stays here)
 
     def settings(self) -> dict:
         """What a sample's content depends on: a re-run must use the same (the frames and split may change)."""
@@ -107,18 +110,38 @@ def import_recordings(cfg: ImportConfig) -> dict:
     mask_streams = [s.frames(todo) for s in masks] if masks is not None else None
     bar = tqdm(total=len(indices), initial=len(indices) - len(todo), desc="frames", unit="frame", file=sys.stdout,
                disable=None)
-    for index in todo:
-        views = [next(stream)[1] for stream in streams]  # [V] uint8 [H, W, 3]
-        if mask_streams is not None:
-            alphas = [next(stream)[1][..., 0].astype(np.float32) / 255.0 > cfg.mask_threshold
-                      for stream in mask_streams]
-        else:
-            alphas = [_foreground(view, bg, cfg.background_threshold) for view, bg in zip(views, backgrounds)]
-        empty = _write_frame(cfg, index, rig, pinholes, maps, views, alphas)
+
+    def decoded():  # (frame index, its views [V] uint8 [H, W, 3], their masks [V] bool [H, W]), in time order
+        for index in todo:
+            views = [next(stream)[1] for stream in streams]
+            if mask_streams is not None:
+                alphas = [next(stream)[1][..., 0].astype(np.float32) / 255.0 > cfg.mask_threshold
+                          for stream in mask_streams]
+            else:
+                alphas = [_foreground(view, bg, cfg.background_threshold) for view, bg in zip(views, backgrounds)]
+            yield index, views, alphas
+
+    def done(index: int, empty: list[str]) -> None:
         if empty:
             skipped[index] = empty
             write_json(cfg.out / "skipped.json", {str(k): v for k, v in sorted(skipped.items())})
         bar.update(1)
+
+    if cfg.workers <= 0:
+        for index, views, alphas in decoded():
+            done(index, _write_frame(cfg, index, rig, pinholes, maps, views, alphas))
+    else:
+        # frames go to the workers as they are decoded, at most two each in flight: a full-resolution frame of six
+        # views is ~20 MB, so the recording is never held in memory
+        context = multiprocessing.get_context("spawn")
+        with context.Pool(cfg.workers, _init_writer, (cfg, rig, pinholes, maps)) as pool:
+            pending: deque = deque()
+            for index, views, alphas in decoded():
+                pending.append((index, pool.apply_async(_write_frame_here, (index, views, alphas))))
+                while len(pending) >= 2 * cfg.workers:
+                    done(pending[0][0], pending.popleft()[1].get())
+            while pending:
+                done(pending[0][0], pending.popleft()[1].get())
     bar.close()
     return _finish(cfg, indices, skipped, settings)
 
@@ -186,6 +209,20 @@ def _foreground(view: np.ndarray, background: np.ndarray, threshold: float) -> n
     areas = stats[1:, cv2.CC_STAT_AREA]
     keep = 1 + np.nonzero(areas >= 0.1 * areas.max())[0]  # the animal, and parts an occluder split off it
     return np.isin(labels, keep)
+
+
+_WRITER: tuple = ()  # a worker's (cfg, rig, pinholes, maps), set once by _init_writer
+
+
+def _init_writer(*state) -> None:
+    global _WRITER
+    torch.set_num_threads(1)  # one core a worker
+    _WRITER = state
+
+
+def _write_frame_here(index: int, views, alphas) -> list[str]:
+    cfg, rig, pinholes, maps = _WRITER
+    return _write_frame(cfg, index, rig, pinholes, maps, views, alphas)
 
 
 def _write_frame(cfg: ImportConfig, index: int, rig: Rig, pinholes: list[RigCamera], maps, views, alphas
