@@ -288,7 +288,9 @@ def write_summary(out: Path, results: list[dict], header: dict) -> None:
     (out / "summary.json").write_text(json.dumps({**header, "rows": results}, indent=2))
     steps = lambda r: f"{r['steps']:.0f}" if r.get("steps") is not None else "-"  # noqa: E731
     skipped = lambda r: f"{r['skipped_gradnorm']:.0f}" if r.get("skipped_gradnorm") is not None else "-"  # noqa: E731
-    lines = [f"# Mouse study: {header.get('num_animals')} animals, {header.get('minutes')} min of training", "",
+    budget = "rows gathered from their runs" if header.get("minutes") is None else \
+        f"{header['minutes']} min of training"
+    lines = [f"# Mouse study: {header.get('num_animals')} animals, {budget}", "",
              _fg_fraction(results), "", SCORES_NOTE, "",
              *_table(results, SCORE_COLUMNS, [("row", lambda r: r["row"]), ("status", lambda r: r["status"]),
                                               ("steps", steps), ("skipped", skipped)])]
@@ -364,7 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     selected = [r for r in rows if r.name in chosen]
     runnable = [r for r in selected if study.missing(r) is None]
     seconds = int(args.minutes * 60 / max(1, len(runnable)))
-    print(f"{len(runnable)} of {len(selected)} rows can run here, {seconds} s of training each", flush=True)
+    if not args.summary_only:
+        print(f"{len(runnable)} of {len(selected)} rows can run here, {seconds} s of training each", flush=True)
     results = []
     for row in selected:
         why = study.missing(row)
@@ -378,7 +381,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             result = study.train_and_eval(row, seconds)
         results.append(read_results(study, row, result))
-        write_summary(args.out, results, {"num_animals": args.num_animals, "minutes": args.minutes})
+        # --summary-only trains nothing: its --minutes says nothing of the rows (their steps column does)
+        write_summary(args.out, results, {"num_animals": args.num_animals,
+                                          "minutes": None if args.summary_only else args.minutes})
     logs = {r.name: args.out / "runs" / r.name / "csv" / "metrics.csv" for r in selected}
     logs = {name: path for name, path in logs.items() if path.is_file()}
     if logs:  # every row's loss, validation PSNR and LR in one picture

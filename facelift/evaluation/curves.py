@@ -57,7 +57,10 @@ def plot_curves(runs: dict[str, str | Path], path: str | Path, title: str = "") 
     scale: a planted spike stays readable). One legend of runs, outside. A run that logged no foreground PSNR (older runs) leaves that panel."""
     fig, (loss_ax, fg_ax, psnr_ax, lr_ax) = plt.subplots(1, 4, figsize=(20, 4.2))
     psnr_axes = {"psnr_fg": fg_ax, "psnr": psnr_ax}
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    if len(runs) > len(colours):  # more runs than the default cycle has colours: one of 20 each, then repeat
+        colours = [matplotlib.colors.to_hex(c) for c in plt.get_cmap("tab20").colors]
+    colours = colours * (len(runs) // len(colours) + 1)
     terms: set[str] = set()  # the loss terms the runs logged (train/<term>: unweighted values)
     for k, (colour, (label, metrics_csv)) in enumerate(zip(colours, runs.items())):
         series = read_series(metrics_csv)
