@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from facelift.atomic import write_json
 from facelift.config_check import check_views
-from facelift.data.datamodule import MultiViewDataModule, usable_workers
+from facelift.data.datamodule import MultiViewDataModule
 from facelift.errors import ConfigError, InputError
 from facelift.evaluation.foreground import FOREGROUND_METRICS, nan_mean
 from facelift.evaluation.plot import plot_psnr

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import hydra
 import lightning as L
-import torch
 from torch import Tensor
 
 from facelift.evaluation.foreground import FOREGROUND_METRICS
