@@ -38,17 +38,26 @@ def test_every_view_is_in_the_figure_unchanged_and_labelled_beside_it():
                           holdout=True)]
     figure = renders_figure(inputs, targets, renders, 1, records)
     layout = FigureLayout.for_views(16, 16, 3)
-    assert tuple(figure.shape) == (3, *layout.size) == (3, 5 * (3 * LINE + 128), 3 * 128 + 2 * 2)
+    assert tuple(figure.shape) == (3, *layout.size) == (3, 6 * (3 * LINE + 128), 3 * 128 + 2 * 2)
     pixels = torch.from_numpy(to_uint8(figure)).permute(2, 0, 1)  # as renders.png stores it
     expected = [inputs.images[1], targets.images[1], renders.rgb[1], targets.masks[1].expand(-1, 3, -1, -1),
                 renders.alpha[1].expand(-1, 3, -1, -1)]
+    # the error row by hand: per pixel, mean over RGB of |render - target| on the mask, 0.5 off drawn white
+    by_hand = torch.zeros(3, 1, 16, 16)
+    for v in range(3):
+        for y in range(16):
+            for x in range(16):
+                if targets.masks[1, v, 0, y, x] > 0.5:
+                    off = sum(abs(float(renders.rgb[1, v, k, y, x] - targets.images[1, v, k, y, x])) for k in range(3))
+                    by_hand[v, 0, y, x] = min(1.0, off / 3 / 0.5)
+    expected.append(by_hand.expand(-1, 3, -1, -1))
     for r, row in enumerate(expected):
         for c, image in enumerate(row):
             assert torch.equal(layout.view(pixels, r, c), torch.from_numpy(to_uint8(image)).permute(2, 0, 1))
             y, x = layout.origin(r, c)  # nearest upscale: each source pixel is a scale x scale block
             block = pixels[:, y:y + layout.scale, x:x + layout.scale]
             assert (block == block[:, :1, :1]).all()
-    assert len(ROWS) == 5
+    assert len(ROWS) == 6
     # labels: the two lines above each view are not white (text on a darkened box), the short input row's
     # third column is empty (white)
     y, x = layout.origin(1, 2)
