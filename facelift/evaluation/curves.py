@@ -59,7 +59,7 @@ def plot_curves(runs: dict[str, str | Path], path: str | Path, title: str = "") 
     psnr_axes = {"psnr_fg": fg_ax, "psnr": psnr_ax}
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     if len(runs) > len(colours):  # more runs than the default cycle has colours: one of 20 each, then repeat
-        colours = [matplotlib.colors.to_hex(c) for c in plt.get_cmap("tab20").colors]
+        colours = list(plt.get_cmap("tab20").colors)
     colours = colours * (len(runs) // len(colours) + 1)
     terms: set[str] = set()  # the loss terms the runs logged (train/<term>: unweighted values)
     for k, (colour, (label, metrics_csv)) in enumerate(zip(colours, runs.items())):

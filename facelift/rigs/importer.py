@@ -135,13 +135,18 @@ def import_recordings(cfg: ImportConfig) -> dict:
         # views is ~20 MB, so the recording is never held in memory
         context = multiprocessing.get_context("spawn")
         with context.Pool(cfg.workers, _init_writer, (cfg, rig, pinholes, maps)) as pool:
-            pending: deque = deque()
+            pending: deque = deque()  # (frame index, its job), oldest first
+
+            def finish_oldest() -> None:
+                index, job = pending.popleft()
+                done(index, job.get())
+
             for index, views, alphas in decoded():
                 pending.append((index, pool.apply_async(_write_frame_here, (index, views, alphas))))
                 while len(pending) >= 2 * cfg.workers:
-                    done(pending[0][0], pending.popleft()[1].get())
+                    finish_oldest()
             while pending:
-                done(pending[0][0], pending.popleft()[1].get())
+                finish_oldest()
     bar.close()
     return _finish(cfg, indices, skipped, settings)
 
