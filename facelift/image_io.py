@@ -122,3 +122,17 @@ def write_image(path: str | Path, image: Tensor | np.ndarray, png_compress_level
     with atomic_path(path) as tmp:
         Image.fromarray(arr).save(tmp, **options)
     return path
+
+
+def write_figure(fig, path: str | Path, dpi: int = 100, format: str | None = None) -> Path:
+    """Save a matplotlib figure atomically (``format``: None takes it from the suffix) and close it, also when
+    saving fails, so a long run that plots often holds no figures."""
+    import matplotlib.pyplot as plt  # only where a figure exists: matplotlib is imported by its maker already
+
+    path = Path(path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=format, dpi=dpi)
+    finally:
+        plt.close(fig)
+    return path

@@ -10,9 +10,9 @@ matplotlib.use("Agg")  # files only; never open a window (also on headless machi
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from facelift.atomic import atomic_path  # noqa: E402
 from facelift.cameras import Cameras  # noqa: E402
 from facelift.data.rig import AXES, RigNormalization, RigReport  # noqa: E402
+from facelift.image_io import write_figure  # noqa: E402
 
 MAX_SAMPLES = 8  # more rigs than this make the plot unreadable; the JSON report has them all
 
@@ -63,13 +63,7 @@ def plot_rigs(path: Path, rigs: list[tuple[str, Cameras, Cameras, RigReport]], c
         ax.set_ylabel("y")
         ax.set_zlabel("z")
     fig.subplots_adjust(left=0.0, right=0.97, top=0.93, bottom=0.03, wspace=0.05)
-    path = Path(path)
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=110)
-    finally:
-        plt.close(fig)
-    return path
+    return write_figure(fig, path, dpi=110)
 
 
 def _equal_axes(ax) -> None:

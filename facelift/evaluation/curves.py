@@ -16,8 +16,8 @@ matplotlib.use("Agg")  # files only, headless
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from facelift.atomic import atomic_path  # noqa: E402
 from facelift.errors import InputError  # noqa: E402
+from facelift.image_io import write_figure  # noqa: E402
 
 # per PSNR panel, its keys: all scored views (inputs included when supervised), novel ones, held-out cameras
 VAL_KEYS = {m: (f"val/{m}", f"val/{m}_novel", f"val/{m}_holdout") for m in ("psnr_fg", "psnr")}
@@ -96,7 +96,4 @@ def plot_curves(runs: dict[str, str | Path], path: str | Path, title: str = "") 
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0, 0.89, 1))
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return write_figure(fig, path, dpi=100, format="png")

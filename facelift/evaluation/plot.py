@@ -11,8 +11,8 @@ matplotlib.use("Agg")  # files only; never open a window (also on headless machi
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from facelift.atomic import atomic_path  # noqa: E402
 from facelift.evaluation.report import ANGLE_DEFINITION, ROLES, Aggregates, ViewRecord  # noqa: E402
+from facelift.image_io import write_figure  # noqa: E402
 
 COLOURS = {"novel": "tab:blue", "input": "tab:orange", "holdout": "tab:green"}
 # the rows of the figure, top first: the subject (mask > 0.5 of the target), then the whole frame
@@ -32,10 +32,7 @@ def plot_psnr(path: Path, records: list[ViewRecord], agg: Aggregates, title: str
     fig.suptitle(title, fontsize=10)
     fig.text(0.5, 0.01, f"angle: {ANGLE_DEFINITION}", ha="center", fontsize=7)
     fig.tight_layout(rect=(0, 0.03, 1, 0.95))
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return write_figure(fig, path, dpi=100, format="png")
 
 
 def _per_camera(ax, agg: Aggregates, metric: str, label: str) -> None:

@@ -15,7 +15,7 @@ matplotlib.use("Agg")  # files only; never open a window (also on headless machi
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from facelift.atomic import atomic_path  # noqa: E402
+from facelift.image_io import write_figure  # noqa: E402
 from facelift.rigs.rig import Rig  # noqa: E402
 
 AXIS_NAMES = "xyz"
@@ -65,10 +65,4 @@ def plot_rig(rig: Rig, path: str | Path, title: str = "") -> Path:
         ax.legend(loc="best", fontsize=8)
     fig.suptitle(f"{title or f'{len(rig.frames)} cameras'}: {reach:.0f} {rig.units} mean distance to where the axes meet")
     fig.tight_layout()
-    path = Path(path)
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=100)
-    finally:
-        plt.close(fig)
-    return path
+    return write_figure(fig, path, dpi=100)
