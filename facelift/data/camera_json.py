@@ -41,18 +41,24 @@ class CameraFile:
         return self.path.parent / self.frames[view]["file_path"]
 
 
+def read_json(path: Path, what: str) -> object:
+    """The JSON document in ``path``; a missing file or one that is not JSON is an `InputError` naming it (``what``:
+    the kind of file, for the message)."""
+    if not path.is_file():
+        raise InputError(path, f"{what} not found")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputError(path, f"not valid JSON ({err})") from None
+
+
 def read_camera_file(path: str | Path, need_file_path: bool = True) -> CameraFile:
     """Read and validate a camera file; every frame must describe an image of the same size.
 
     ``need_file_path=False`` accepts frames without ``file_path``: a rig without images, such as FaceLift's
     inference cameras (utils_folder/opencv_cameras.json)."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "camera file not found")
-    try:
-        doc = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputError(path, f"not valid JSON ({err})") from None
+    doc = read_json(path, "camera file")
     if not isinstance(doc, dict) or not isinstance(doc.get("frames"), list) or not doc["frames"]:
         raise InputError(path, 'expected an object with a non-empty "frames" list')
     header = {k: v for k, v in doc.items() if k != "frames"}

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from facelift.atomic import write_text
-from facelift.data.camera_json import read_camera_file
+from facelift.data.camera_json import read_camera_file, read_json
 from facelift.errors import InputError
 from facelift.rigs.lens import OPENCV_TO_PROJECT
 from facelift.rigs.rig import Rig, RigCamera, check_w2c, read_rig
@@ -195,10 +195,7 @@ def _toml_list(values) -> str:
 def read_facelift(path: Path) -> Rig:
     """FaceLift's ``opencv_cameras.json`` (pinhole, no distortion; an optional per-frame ``skew``); a ``rig.json``
     (it has ``units``) is read as it is. Names: the frame's ``name``, else its image file's stem, else cam_NNN."""
-    try:
-        doc = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputError(path, f"not valid JSON ({err})") from None
+    doc = read_json(path, "camera file")
     if isinstance(doc, dict) and "units" in doc:
         return read_rig(path)
     cams = read_camera_file(path, need_file_path=False)

@@ -10,7 +10,6 @@ to far below a pixel and the import tests hold them to 1e-3 px.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ import torch
 
 from facelift.atomic import write_json
 from facelift.cameras import Cameras
+from facelift.data.camera_json import read_json
 from facelift.errors import InputError
 from facelift.rigs import lens
 
@@ -125,12 +125,7 @@ def write_rig(rig: Rig, path: str | Path) -> Path:
 def read_rig(path: str | Path) -> Rig:
     """Read and check ``rig.json``; every problem is an `InputError` naming the file and the frame."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "rig file not found")
-    try:
-        doc = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputError(path, f"not valid JSON ({err})") from None
+    doc = read_json(path, "rig file")
     if not isinstance(doc, dict) or not isinstance(doc.get("frames"), list) or not doc["frames"]:
         raise InputError(path, 'expected an object with "units" and a non-empty "frames" list')
     if not isinstance(doc.get("units"), str) or not doc["units"]:
