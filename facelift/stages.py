@@ -10,12 +10,18 @@ from contextlib import contextmanager
 
 import torch
 
+from facelift.errors import SetupError
+
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` (CUDA when available, else CPU) | ``cpu`` | ``cuda`` | ``cuda:N``."""
+    """``auto`` (CUDA when available, else CPU) | ``cpu`` | ``cuda`` | ``cuda:N``; a CUDA device where none is visible
+    is a `SetupError`, one line before any work (torch would stop at the first upload, deep in a traceback)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SetupError(f"device {name}: no CUDA device is visible here; use cpu")
+    return device
 
 
 class StageClock:

@@ -40,7 +40,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from facelift.errors import SetupError
 from facelift.evaluation.curves import plot_curves, read_series
+from facelift.stages import resolve_device
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -340,6 +342,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(chosen) - {r.name for r in rows})
     if unknown:
         sys.exit(f"error: unknown row(s) {unknown}; rows are {[r.name for r in rows]}")
+    try:  # --device cuda on a machine without one: one line here, not the generator's traceback in its log
+        if not (args.dry_run or args.summary_only):  # these run nothing: any machine may write or read them
+            resolve_device(args.device)
+    except SetupError as err:
+        sys.exit(f"error: --{err}")
     study = Study(args)
     (args.out / "logs").mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()

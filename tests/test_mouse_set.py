@@ -148,3 +148,13 @@ def test_prepare_keeps_the_split_and_normalizes_or_leaves_the_rigs(tiny_set, tmp
                                rtol=0)
     assert "up" not in kept.header
     assert (tmp_path / "raw" / "data_test.txt").read_text() == (tiny_set / "data_test.txt").read_text()
+
+
+def test_device_cuda_without_one_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the same on a GPU machine
+    with pytest.raises(SystemExit) as stop:
+        run_script("make_mouse_set.py", "--out", tmp_path / "raw", "--num-animals", TINY.num_animals, "--device",
+                   "cuda")
+    err = capsys.readouterr().err.strip()
+    assert stop.value.code == 2 and err == "error: device cuda: no CUDA device is visible here; use cpu"
+    assert not (tmp_path / "raw").exists()

@@ -38,6 +38,7 @@ from facelift.gaussians import Gaussians
 from facelift.image_io import image_grid, to_uint8, write_image
 from facelift.progress import progress
 from facelift.render import render
+from facelift.stages import resolve_device
 
 log = logging.getLogger("facelift")
 
@@ -185,6 +186,7 @@ class _Done:
 
 def generate_mouse_set(out: str | Path, config: MouseSetConfig) -> dict:
     """Write the set into ``out``; returns what ``generation.json`` holds."""
+    resolve_device(config.device)  # a CUDA device where none is: one line, before anything is written
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()

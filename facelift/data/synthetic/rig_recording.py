@@ -35,6 +35,7 @@ from facelift.gaussians import Gaussians
 from facelift.image_io import image_grid, write_image
 from facelift.progress import progress
 from facelift.render import render
+from facelift.stages import resolve_device
 from facelift.rigs import lens
 from facelift.rigs.importer import parse_frames
 from facelift.rigs.report import up_axis
@@ -182,6 +183,7 @@ def _arena(cfg: RigRecordingConfig, xy: np.ndarray, cam_xy: np.ndarray, length: 
 
 def generate_rig_recording(out: str | Path, rig: Rig, trajectory: np.ndarray, cfg: RigRecordingConfig) -> dict:
     """Write ``out/VIDEOS``, ``out/MASKS``, ``out/rig.json``, ``out/preview.png`` and ``out/generation.json``."""
+    resolve_device(cfg.device)  # a CUDA device where none is: one line, before anything is written
     out, start = Path(out), time.perf_counter()
     rig = rig.scaled(cfg.scale) if cfg.scale != 1.0 else rig
     odd = [f.name for f in rig.frames if f.w % 2 or f.h % 2]
