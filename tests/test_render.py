@@ -123,7 +123,8 @@ def test_tiled_rasterizer_equals_the_sequential_reference(tile_size, budget):
     torch.testing.assert_close(out[2], depth, atol=2e-5, rtol=1e-5)
 
 
-def test_gradients_reach_every_parameter_and_match_finite_differences():
+@pytest.mark.parametrize("store", [0, 300, None])  # every block recomputed in backward, the first few kept, all kept
+def test_gradients_reach_every_parameter_and_match_finite_differences(store):
     g, cams, bg = _random_scene(b=1, n=40, v=2, h=16, w=16, seed=3, degree=1)
     g = g.to(torch.float64)
     cams, bg = cams.to(torch.float64), bg.double()
@@ -133,7 +134,7 @@ def test_gradients_reach_every_parameter_and_match_finite_differences():
     weights = torch.rand(1, 2, 5, 16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
 
     def loss(*ps):
-        rgb, alpha, depth = render_torch(Gaussians(*ps), cams, bg, 0.01, 100.0, 4, 64)
+        rgb, alpha, depth = render_torch(Gaussians(*ps), cams, bg, 0.01, 100.0, 4, 64, store)
         return (torch.cat([rgb, alpha, depth], 2) * weights).sum()
 
     value = loss(*params)

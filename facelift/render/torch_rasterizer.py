@@ -7,8 +7,9 @@ Colour accumulates premultiplied (``sum w_i c_i``); the background is added with
 
 Memory is bounded: the image is cut into tiles, each Gaussian is listed in the tiles its screen box touches
 (a superset of the pixels where it reaches 1/255), tiles are processed in groups of similar depth complexity and,
-for deep tiles, in depth segments carrying the transmittance; under autograd each group is checkpointed, so the
-backward pass recomputes it instead of storing every [pixel x Gaussian] intermediate.
+for deep tiles, in depth segments carrying the transmittance. Under autograd the blocks' [pixel x Gaussian]
+intermediates are kept for the backward pass up to ``store`` elements a render (the small renders of tests and CPU
+runs: no recomputation); past that each further block is checkpointed, so the backward pass recomputes it instead.
 """
 
 from __future__ import annotations
@@ -27,13 +28,17 @@ T_MIN = 1e-4  # transmittance at which a pixel is done
 
 
 def render_torch(gaussians: Gaussians, cameras: Cameras, background: Tensor, near: float, far: float,
-                 tile_size: int | None = None, budget: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
+                 tile_size: int | None = None, budget: int | None = None,
+                 store: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """Render ``[B, N]`` Gaussians into cameras ``[B, V]`` over ``background`` ``[B, V, 3]``.
 
     Returns rgb ``[B, V, 3, H, W]``, alpha ``[B, V, 1, H, W]`` and expected depth ``[B, V, 1, H, W]``
-    (``sum w_i z_i / alpha``; 0 where nothing was drawn). ``tile_size`` (px) and ``budget`` (elements of one
-    [pixel x Gaussian] block) trade speed for memory, never the result: on CPU 8 px and 2^18 (blocks that stay in
-    cache; the fastest of the sizes tried), on GPU 16 px and 2^26 (few kernel launches, about 4 GB of temporaries).
+    (``sum w_i z_i / alpha``; 0 where nothing was drawn). ``tile_size`` (px), ``budget`` (elements of one
+    [pixel x Gaussian] block) and ``store`` (block elements a render keeps for backward instead of recomputing;
+    about 50 bytes each) trade speed for memory, never the result. On CPU 4 px, 2^18 and 2^24 (~0.8 GB): against
+    8 px with every block recomputed, forward + backward 1.9x faster on the tiny tests' renders and 1.5x at 128²
+    (scripts/bench_render.py's test and mid scenes, 2 cores); on GPU 16 px, 2^26 (few kernel launches, about 4 GB
+    of temporaries) and 0 (memory is the scarce resource there).
     """
     b, n = gaussians.means.shape[:2]
     v = cameras.batch_shape[1]
@@ -49,7 +54,8 @@ def render_torch(gaussians: Gaussians, cameras: Cameras, background: Tensor, nea
     gpu = feats.is_cuda
     acc, trans = rasterize(img, proj.means2d[img, gid], proj.conics[img, gid], gaussians.opacities[sample, gid],
                            feats, proj.depths[img, gid], proj.radii[img, gid], b * v, width, height,
-                           tile_size or (16 if gpu else 8), budget or (2**26 if gpu else 2**18))
+                           tile_size or (16 if gpu else 4), budget or (2**26 if gpu else 2**18),
+                           (0 if gpu else 2**24) if store is None else store)
     acc = acc.reshape(b, v, height, width, 4).permute(0, 1, 4, 2, 3)  # [B, V, 4, H, W]
     trans = trans.reshape(b, v, 1, height, width)
     alpha = 1.0 - trans
@@ -60,12 +66,13 @@ def render_torch(gaussians: Gaussians, cameras: Cameras, background: Tensor, nea
 
 def rasterize(img: Tensor, means2d: Tensor, conics: Tensor, opacities: Tensor, feats: Tensor, depths: Tensor,
               radii: Tensor, num_images: int, width: int, height: int, tile_size: int,
-              budget: int) -> tuple[Tensor, Tensor]:
+              budget: int, store: int = 0) -> tuple[Tensor, Tensor]:
     """Composite M visible (image, Gaussian) pairs into ``num_images`` images.
 
     Inputs are per pair: image index ``[M]``, 2D mean ``[M, 2]``, conic ``[M, 3]``, opacity ``[M]``, features
-    ``[M, C]``, depth ``[M]`` (for sorting) and screen radii ``[M, 2]``. Returns premultiplied feature sums
-    ``[I, H, W, C]`` and final transmittance ``[I, H, W]``.
+    ``[M, C]``, depth ``[M]`` (for sorting) and screen radii ``[M, 2]``. Under autograd the first blocks, up to
+    ``store`` [pixel x Gaussian] elements, keep their intermediates; later ones are checkpointed. Returns
+    premultiplied feature sums ``[I, H, W, C]`` and final transmittance ``[I, H, W]``.
     """
     tiles_x, tiles_y = -(-width // tile_size), -(-height // tile_size)
     per_image, pix = tiles_x * tiles_y, tile_size * tile_size
@@ -97,7 +104,9 @@ def rasterize(img: Tensor, means2d: Tensor, conics: Tensor, opacities: Tensor, f
             valid = slot < g_count[:, None]  # [G, k]
             pair = order[(g_start[:, None] + slot).clamp_max(len(order) - 1)]  # [G, k] index into the M pairs
             args = (centres, trans, done, valid, pair, means2d, conics, opacities, feats)
-            seg_acc, trans, done = checkpoint(_composite, *args, use_reentrant=False) if grad else _composite(*args)
+            store -= pair.numel() * pix  # this block's [G, P, k] elements
+            recompute = grad and store < 0
+            seg_acc, trans, done = checkpoint(_composite, *args, use_reentrant=False) if recompute else _composite(*args)
             acc = acc + seg_acc
         acc_parts.append(acc)
         trans_parts.append(trans)
