@@ -223,6 +223,7 @@ class Study:
 
 def read_results(study: Study, row: Row, result: dict) -> dict:
     """Add what the run and its evaluation wrote: steps, skipped updates, last validation, test means per group."""
+    result["prepared"] = row.prepared  # the set it was scored on (the summary's foreground fraction is per set)
     metrics_csv = study.out / "runs" / row.name / "csv" / "metrics.csv"
     if metrics_csv.is_file():
         series = read_series(metrics_csv)
@@ -266,15 +267,21 @@ def _score(r: dict, group: str, metric: str) -> str:
 
 
 def _fg_fraction(results: list[dict]) -> str:
-    """The mean share of the frame the animal covers over every scored test view of the rows (one test set)."""
-    groups = [r.get("test_groups", {}).get("all", {}) for r in results]
-    views = [(g["count"], g["fg_fraction"]) for g in groups if "fg_fraction" in g]
+    """The mean share of the frame the animal covers over every scored test view, per prepared set (full frames
+    and animal crops differ several-fold: one mean over both would describe neither)."""
+    views: dict[str, list[tuple[int, float]]] = {}
+    for r in results:
+        g = r.get("test_groups", {}).get("all", {})
+        if "fg_fraction" in g:
+            views.setdefault(r.get("prepared", "prepared"), []).append((g["count"], g["fg_fraction"]))
     if not views:
         return "foreground fraction of the test views: not measured (no evaluation with foreground metrics yet)"
-    count = sum(n for n, _ in views)
-    mean = sum(n * f for n, f in views) / count
-    return (f"foreground fraction of the test views: {100 * mean:.2f} % of the frame on average ({count} scored "
-            f"views over {len(views)} rows; fg_fraction = mask > 0.5 pixels / pixels)")
+    parts = []
+    for name, counts in sorted(views.items()):
+        count = sum(n for n, _ in counts)
+        mean = sum(n * f for n, f in counts) / count
+        parts.append(f"{100 * mean:.2f} % of the frame in {name} ({count} scored views over {len(counts)} rows)")
+    return f"foreground fraction of the test views: {'; '.join(parts)}; fg_fraction = mask > 0.5 pixels / pixels"
 
 
 def _table(results: list[dict], columns, lead: list[tuple[str, callable]]) -> list[str]:

@@ -113,7 +113,7 @@ def test_summary_leads_with_the_foreground_and_states_the_foreground_fraction(tm
            " | novel PSNR whole image (dB) |" in text
     assert "| views_2_holdout5 | ok | 100 | - | 21.50 | 0.810 | 18.25 | 0.700 | 33.00 | 0.970 | - | w |" in text
     assert "| views_5_holdout5 | 5 | 90 | 18.25 | 0.700 | - | - | 31.00 | - | w |" in text  # the ablation table
-    assert "2.50 % of the frame on average (20 scored views over 2 rows" in text
+    assert "2.50 % of the frame in prepared (20 scored views over 2 rows" in text
     assert "UNEQUAL steps (100, 90)" in text
 
 
@@ -179,3 +179,15 @@ def test_finetune_drops_only_the_feature_losses_whose_weights_are_missing(tmp_pa
     assert "loss.perceptual_loss_weight=0" in finetune and "loss.lpips_loss_weight=0" not in finetune
     assert f"model.init_ckpt={tmp_path / 'human.ckpt'}" in finetune
     assert any("loss.lpips_loss_weight=1.0" in c for c in commands)  # the LPIPS row runs: its file is there
+
+
+def test_foreground_fraction_is_stated_per_prepared_set():
+    """Full frames and animal crops: each set's mean weighted by its rows' view counts, never one mean of both."""
+    rows = [{"prepared": "prepared", "test_groups": {"all": {"count": 600, "fg_fraction": 0.06}}},
+            {"prepared": "prepared", "test_groups": {"all": {"count": 200, "fg_fraction": 0.10}}},
+            {"prepared": "prepared_crop", "test_groups": {"all": {"count": 100, "fg_fraction": 0.20}}},
+            {"prepared": "prepared_crop", "status": "skipped"}]
+    line = mouse_study._fg_fraction(rows)
+    # (600 * 0.06 + 200 * 0.10) / 800 = 0.07; the crops alone 0.20
+    assert "7.00 % of the frame in prepared (800 scored views over 2 rows)" in line
+    assert "20.00 % of the frame in prepared_crop (100 scored views over 1 rows)" in line
