@@ -158,3 +158,30 @@ def test_device_cuda_without_one_is_one_line_and_writes_nothing(tmp_path, monkey
     err = capsys.readouterr().err.strip()
     assert stop.value.code == 2 and err == "error: device cuda: no CUDA device is visible here; use cpu"
     assert not (tmp_path / "raw").exists()
+
+
+def test_the_shadow_only_darkens_the_floor_near_the_animal_and_the_empty_arena_is_cast_once():
+    """A recording casts the empty arena once (`ArenaView`) and adds each frame's shadow: by the formula, the shadow
+    multiplies floor pixels by 1 - 0.45 exp(-d^2 / 2r^2), so every pixel keeps between 55 % and 100 % of its
+    unshadowed value, the darkest ones (d ~ 0) near 55 %, and pixels whose floor point lies past 4 radii change
+    by under 0.45 exp(-8) = 1.5e-4 of their value; one view serves any number of frames, each with its own shadow."""
+    from facelift.data.synthetic.mouse_lab import ArenaView, arena_background, sample_lab_rig
+
+    rig = sample_lab_rig(torch.Generator().manual_seed(3), width=96)
+    cams = Cameras.stack([rig.cameras])
+    view = ArenaView(cams, [rig.arena])
+    far_away = torch.tensor([[50.0, 50.0, 0.05]])  # no pixel sees the floor there
+    empty = view(far_away)[0]  # [V, 3, H, W]
+    shadows = torch.tensor([[0.0, 0.0, 0.15], [0.2, -0.1, 0.1]])
+    frames = view(shadows)  # [2, V, 3, H, W]: one cast, two frames
+    for frame, shadow in zip(frames, shadows):
+        lit = empty > 0.05
+        ratio = frame[lit] / empty[lit]
+        assert ratio.max() <= 1 + 1e-6 and ratio.min() >= 0.55 - 1e-4
+        assert ratio.min() < 0.6  # the shadow's centre is on the floor in some view
+        d = (view.floor_xy[0] - shadow[:2]).norm(dim=-1)  # [V, H, W] floor point to the shadow's centre
+        far = (d > 4 * shadow[2])[:, None].expand_as(frame)
+        assert far.any() and (frame[far] - empty[far]).abs().max() <= 1.5e-4 * empty[far].max() + 1e-6
+        # the same frame cast for itself, the way a set of separate animals is made
+        torch.testing.assert_close(frame, arena_background(cams, [rig.arena], shadow[None])[0], rtol=0, atol=1e-6)
+    assert not torch.allclose(frames[0], frames[1])

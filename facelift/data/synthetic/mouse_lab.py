@@ -130,50 +130,73 @@ def _grain(xy: Tensor, seed: float) -> Tensor:
 def arena_background(cameras: Cameras, arenas: list[Arena], shadow: Tensor) -> Tensor:
     """What each camera sees of the empty arena: ``[B, V, 3, H, W]`` for cameras ``[B, V]`` (arena frame) and one
     arena per sample; ``shadow`` [B, 3] is each animal's floor position and shadow radius."""
-    o, d = cameras.to(torch.float32).rays()  # [B, V, H, W, 3]
-    dev = o.device
-    param = lambda get: torch.tensor([get(a) for a in arenas], dtype=torch.float32, device=dev)  # noqa: E731
-    bshape = (len(arenas), 1, 1, 1)
-    half, wall_h = param(lambda a: a.half_size).view(bshape), param(lambda a: a.wall_height).view(bshape)
-    is_round = param(lambda a: float(a.round)).view(bshape) > 0.5
-    grain_scale = param(lambda a: a.texture_scale).view(bshape)
-    floor_rgb, wall_rgb, room_rgb = (param(lambda a, k=k: getattr(a, k)).view(len(arenas), 1, 1, 1, 3)
-                                     for k in ("floor_rgb", "wall_rgb", "room_rgb"))
+    return ArenaView(cameras, arenas)(shadow)
 
-    # the far wall: where the ray leaves the arena's footprint (cameras stand outside it)
-    oxy, dxy = o[..., :2], d[..., :2]
-    a = (dxy * dxy).sum(-1).clamp_min(1e-9)
-    b = (oxy * dxy).sum(-1)
-    disc = b * b - a * ((oxy * oxy).sum(-1) - half * half)
-    t_round_in = (-b - disc.clamp_min(0).sqrt()) / a
-    t_round_out = (-b + disc.clamp_min(0).sqrt()) / a
-    inv = 1 / torch.where(dxy.abs() < 1e-9, torch.full_like(dxy, 1e-9), dxy)
-    t1, t2 = (-half[..., None] - oxy) * inv, (half[..., None] - oxy) * inv
-    t_sq_in, t_sq_out = torch.minimum(t1, t2).amax(-1), torch.maximum(t1, t2).amin(-1)
-    hits = torch.where(is_round, disc > 0, t_sq_in < t_sq_out)
-    t_in = torch.where(is_round, t_round_in, t_sq_in)
-    t_out = torch.where(is_round, t_round_out, t_sq_out)
-    z_out = o[..., 2] + t_out * d[..., 2]
-    far_wall = hits & (t_out > 0) & (z_out >= 0) & (z_out <= wall_h)
-    z_in = o[..., 2] + t_in * d[..., 2]
-    near_wall = hits & (t_in > 0) & (z_in >= 0) & (z_in <= wall_h)  # seen through: a slight tint
 
-    t_floor = -o[..., 2] / torch.where(d[..., 2] < -1e-6, d[..., 2], torch.full_like(d[..., 2], -1e-6))
-    p = o + t_floor[..., None] * d
-    down = d[..., 2] < -1e-6
-    inside = torch.where(is_round, p[..., :2].norm(dim=-1) < half, p[..., :2].abs().amax(-1) < half)
-    floor_in = down & inside
+class ArenaView:
+    """The empty arena as fixed cameras see it, ray-cast once; only the animal's shadow changes from frame to frame
+    (a recording through a fixed rig: the rays, the walls and the floor's grain are the same in every frame).
 
-    grain = 0.6 * _grain(p[..., :2] * grain_scale[..., None], 0.0) + 0.4 * _grain(
-        p[..., :2] * grain_scale[..., None] * 3.7, 17.0)
-    centre, radius = shadow[:, None, None, None, :2].to(dev, torch.float32), shadow[:, 2].to(dev).view(bshape)
-    shade = 1 - 0.45 * torch.exp(-((p[..., :2] - centre) ** 2).sum(-1) / (2 * radius.float() ** 2))
-    floor = floor_rgb * ((0.8 + 0.35 * grain) * shade)[..., None]
-    wall = wall_rgb * (0.85 + 0.15 * z_out.clamp(0, 1) / wall_h)[..., None]
-    room = room_rgb * (1 + 0.5 * d[..., 2:].clamp(-1, 1))  # brighter towards the ceiling lights
-    table = 0.6 * floor_rgb * (0.9 + 0.1 * grain[..., None])
-    out = torch.where((down & ~inside & ~far_wall)[..., None], table, room.expand_as(floor))
-    out = torch.where(far_wall[..., None], wall.expand_as(out), out)
-    out = torch.where(floor_in[..., None], floor, out)
-    out = torch.where(near_wall[..., None], 0.85 * out + 0.15 * wall_rgb, out)
-    return out.clamp(0, 1).movedim(-1, -3)  # [B, V, 3, H, W]
+    The shadow darkens floor pixels by a factor ``shade`` (1 away from the animal), and every later step before the
+    final clamp is linear in the floor's colour, so the view is kept as the image with ``shade = 1`` and the floor's
+    coefficient: ``clamp(static + floor_part * (shade - 1), 0, 1)``.
+    """
+
+    def __init__(self, cameras: Cameras, arenas: list[Arena]):
+        o, d = cameras.to(torch.float32).rays()  # [B, V, H, W, 3]
+        dev = o.device
+        param = lambda get: torch.tensor([get(a) for a in arenas], dtype=torch.float32, device=dev)  # noqa: E731
+        bshape = (len(arenas), 1, 1, 1)
+        half, wall_h = param(lambda a: a.half_size).view(bshape), param(lambda a: a.wall_height).view(bshape)
+        is_round = param(lambda a: float(a.round)).view(bshape) > 0.5
+        grain_scale = param(lambda a: a.texture_scale).view(bshape)
+        floor_rgb, wall_rgb, room_rgb = (param(lambda a, k=k: getattr(a, k)).view(len(arenas), 1, 1, 1, 3)
+                                         for k in ("floor_rgb", "wall_rgb", "room_rgb"))
+
+        # the far wall: where the ray leaves the arena's footprint (cameras stand outside it)
+        oxy, dxy = o[..., :2], d[..., :2]
+        a = (dxy * dxy).sum(-1).clamp_min(1e-9)
+        b = (oxy * dxy).sum(-1)
+        disc = b * b - a * ((oxy * oxy).sum(-1) - half * half)
+        t_round_in = (-b - disc.clamp_min(0).sqrt()) / a
+        t_round_out = (-b + disc.clamp_min(0).sqrt()) / a
+        inv = 1 / torch.where(dxy.abs() < 1e-9, torch.full_like(dxy, 1e-9), dxy)
+        t1, t2 = (-half[..., None] - oxy) * inv, (half[..., None] - oxy) * inv
+        t_sq_in, t_sq_out = torch.minimum(t1, t2).amax(-1), torch.maximum(t1, t2).amin(-1)
+        hits = torch.where(is_round, disc > 0, t_sq_in < t_sq_out)
+        t_in = torch.where(is_round, t_round_in, t_sq_in)
+        t_out = torch.where(is_round, t_round_out, t_sq_out)
+        z_out = o[..., 2] + t_out * d[..., 2]
+        far_wall = hits & (t_out > 0) & (z_out >= 0) & (z_out <= wall_h)
+        z_in = o[..., 2] + t_in * d[..., 2]
+        near_wall = hits & (t_in > 0) & (z_in >= 0) & (z_in <= wall_h)  # seen through: a slight tint
+
+        t_floor = -o[..., 2] / torch.where(d[..., 2] < -1e-6, d[..., 2], torch.full_like(d[..., 2], -1e-6))
+        p = o + t_floor[..., None] * d
+        down = d[..., 2] < -1e-6
+        inside = torch.where(is_round, p[..., :2].norm(dim=-1) < half, p[..., :2].abs().amax(-1) < half)
+        floor_in = down & inside
+
+        grain = 0.6 * _grain(p[..., :2] * grain_scale[..., None], 0.0) + 0.4 * _grain(
+            p[..., :2] * grain_scale[..., None] * 3.7, 17.0)
+        floor = floor_rgb * (0.8 + 0.35 * grain)[..., None]  # without the shadow (shade = 1)
+        wall = wall_rgb * (0.85 + 0.15 * z_out.clamp(0, 1) / wall_h)[..., None]
+        room = room_rgb * (1 + 0.5 * d[..., 2:].clamp(-1, 1))  # brighter towards the ceiling lights
+        table = 0.6 * floor_rgb * (0.9 + 0.1 * grain[..., None])
+        out = torch.where((down & ~inside & ~far_wall)[..., None], table, room.expand_as(floor))
+        out = torch.where(far_wall[..., None], wall.expand_as(out), out)
+        out = torch.where(floor_in[..., None], floor, out)
+        out = torch.where(near_wall[..., None], 0.85 * out + 0.15 * wall_rgb, out)
+        self.static = out  # [B, V, H, W, 3] before the clamp
+        # what ``shade - 1`` multiplies: the floor's colour, times 0.85 where a near wall tints it
+        self.floor_part = torch.where(floor_in[..., None], floor * torch.where(near_wall, 0.85, 1.0)[..., None], 0.0)
+        self.floor_xy = p[..., :2]  # [B, V, H, W, 2] where each pixel's ray meets the floor
+
+    def __call__(self, shadow: Tensor) -> Tensor:
+        """``shadow`` [B, 3] (floor x, y and radius per sample; B may be any count where the view was made for one
+        sample) -> ``[B, V, 3, H, W]``."""
+        shadow = shadow.to(self.static.device, torch.float32)
+        centre, radius = shadow[:, None, None, None, :2], shadow[:, 2].view(-1, 1, 1, 1)
+        shade = 1 - 0.45 * torch.exp(-((self.floor_xy - centre) ** 2).sum(-1) / (2 * radius ** 2))  # [B, V, H, W]
+        out = self.static + self.floor_part * (shade - 1)[..., None]
+        return out.clamp(0, 1).movedim(-1, -3)  # [B, V, 3, H, W]

@@ -29,7 +29,7 @@ from facelift.atomic import atomic_path, write_json
 from facelift.cameras import Cameras
 from facelift.data.image_ops import resize
 from facelift.data.synthetic.mouse import SKIN, TAIL, MousePose, build_parts, mouse_gaussians, sample_pose, sample_shape
-from facelift.data.synthetic.mouse_lab import FLOORS, WALLS, Arena, arena_background
+from facelift.data.synthetic.mouse_lab import FLOORS, WALLS, Arena, ArenaView
 from facelift.errors import InputError
 from facelift.gaussians import Gaussians
 from facelift.image_io import image_grid, write_image
@@ -210,6 +210,8 @@ def generate_rig_recording(out: str | Path, rig: Rig, trajectory: np.ndarray, cf
     device = torch.device(cfg.device)
     fractions = [[] for _ in rig.frames]
     preview = None
+    # the empty arena through the fixed rig, ray-cast once: each frame adds only the animal's shadow
+    arena_view = ArenaView(Cameras.stack([canvas.to(torch.float32)]).to(device), [arena])
     with contextlib.ExitStack() as stack:
         writers = [[_video(stack, out / folder / f"{f.name}.mp4", cfg.fps / _step(cfg.frames), q)
                     for f in rig.frames] for folder, q in (("VIDEOS", cfg.quality), ("MASKS", 10))]
@@ -220,7 +222,7 @@ def generate_rig_recording(out: str | Path, rig: Rig, trajectory: np.ndarray, cf
             cams = Cameras.stack([canvas.to(torch.float32)] * len(batch)).to(device)
             rgb, alpha = _render_windows(gaussians, cams, cfg.render_backend, 0.05 * length, far)
             shadow = torch.tensor([[xyz[t, 0], xyz[t, 1], 0.45 * length] for t in batch], dtype=torch.float32)
-            frame = rgb + (1 - alpha) * arena_background(cams, [arena] * len(batch), shadow)
+            frame = rgb + (1 - alpha) * arena_view(shadow)  # [B, V, 3, H, W]
             frame = (frame.clamp(0, 1) * 255 + 0.5).byte().permute(0, 1, 3, 4, 2).cpu().numpy()  # [B, V, H, W, 3]
             alpha = alpha[:, :, 0].float().cpu().numpy()  # [B, V, H, W]
             for b in range(len(batch)):
