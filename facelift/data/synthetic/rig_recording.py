@@ -35,11 +35,11 @@ from facelift.gaussians import Gaussians
 from facelift.image_io import image_grid, write_image
 from facelift.progress import progress
 from facelift.render import render
-from facelift.stages import resolve_device
 from facelift.rigs import lens
 from facelift.rigs.importer import parse_frames
 from facelift.rigs.report import up_axis
 from facelift.rigs.rig import RIG_FILE, Rig, write_rig
+from facelift.stages import resolve_device
 
 MM_PER_UNIT = {"mm": 1.0, "cm": 10.0, "m": 1000.0}  # rig units whose mouse size is known without --mouse-length
 # nose to tail base, stretched out: 72 mm puts this animal's posed snout-to-tail-base distance over the com3d walk
@@ -183,7 +183,7 @@ def _arena(cfg: RigRecordingConfig, xy: np.ndarray, cam_xy: np.ndarray, length: 
 
 def generate_rig_recording(out: str | Path, rig: Rig, trajectory: np.ndarray, cfg: RigRecordingConfig) -> dict:
     """Write ``out/VIDEOS``, ``out/MASKS``, ``out/rig.json``, ``out/preview.png`` and ``out/generation.json``."""
-    resolve_device(cfg.device)  # a CUDA device where none is: one line, before anything is written
+    device = resolve_device(cfg.device)  # a CUDA device where none is: one line, before anything is written
     out, start = Path(out), time.perf_counter()
     rig = rig.scaled(cfg.scale) if cfg.scale != 1.0 else rig
     odd = [f.name for f in rig.frames if f.w % 2 or f.h % 2]
@@ -207,7 +207,6 @@ def generate_rig_recording(out: str | Path, rig: Rig, trajectory: np.ndarray, cf
             for f, c in zip(rig.frames, covers)]
     far = 4.0 * float(np.linalg.norm(c2w[:, :3, 3], axis=1).max())
 
-    device = torch.device(cfg.device)
     fractions = [[] for _ in rig.frames]
     preview = None
     # the empty arena through the fixed rig, ray-cast once: each frame adds only the animal's shadow
