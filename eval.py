@@ -6,7 +6,7 @@ import hydra
 from omegaconf import DictConfig
 
 from facelift.errors import exit_on_user_error
-from facelift.run import register_resolvers
+from facelift.resolvers import register_resolvers
 
 register_resolvers(Path(__file__).resolve().parent)  # ${facelift_root:}: this checkout, from any cwd
 

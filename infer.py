@@ -7,7 +7,7 @@ from omegaconf import DictConfig
 
 from facelift.errors import exit_on_user_error
 from facelift.pipeline import run_inference
-from facelift.run import register_resolvers
+from facelift.resolvers import register_resolvers
 from facelift.viewer import view_command
 
 register_resolvers()

@@ -6,7 +6,8 @@ import hydra
 from omegaconf import DictConfig
 
 from facelift.errors import exit_on_user_error
-from facelift.run import register_resolvers, train
+from facelift.resolvers import register_resolvers
+from facelift.run import train
 
 register_resolvers(Path(__file__).resolve().parent)  # ${facelift_root:}: this checkout, from any cwd
 

@@ -44,7 +44,8 @@ from lightning.pytorch.loggers import CSVLogger
 from bench_gslrm import PEAK_TFLOPS, forward_flops  # the analytic FLOP count of the network (scripts/)
 from facelift.evaluation.curves import read_series
 from facelift.evaluation.evaluator import evaluate
-from facelift.run import instantiate_list, register_resolvers
+from facelift.resolvers import register_resolvers
+from facelift.run import instantiate_list
 
 REPO = Path(__file__).resolve().parents[1]
 COMMON = ["++trainer.max_time=null", "++trainer.limit_val_batches=0", "++trainer.num_sanity_val_steps=0",

@@ -14,7 +14,7 @@ from facelift.config_check import (check_device, check_eval_config, check_train_
                                    check_train_files,
                                    overwritten_choices)
 from facelift.errors import ConfigError, InputError, MissingWeightsError, SetupError
-from facelift.run import register_resolvers
+from facelift.resolvers import register_resolvers
 
 EXPERIMENTS = sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml"))
 TRAIN_CASES = [  # (overrides, the line's start, a word of the problem)
@@ -192,7 +192,7 @@ def test_paths_root_dir_is_the_checkout_from_any_working_directory(tmp_path, mon
 
     from omegaconf import OmegaConf
 
-    from facelift.run import register_resolvers
+    from facelift.resolvers import register_resolvers
 
     checkout = Path(__file__).resolve().parents[1]  # this test file sits in <checkout>/tests/
     monkeypatch.chdir(tmp_path)
@@ -201,3 +201,22 @@ def test_paths_root_dir_is_the_checkout_from_any_working_directory(tmp_path, mon
     paths = OmegaConf.create({"paths": OmegaConf.load(checkout / "conf" / "paths" / "default.yaml")}).paths
     assert Path(paths.root_dir) == checkout
     assert Path(paths.log_dir) == checkout / "outputs"
+
+
+EVAL_WITHOUT_CKPT = """
+import runpy, sys
+sys.argv = ["eval.py"]
+try:
+    runpy.run_path("eval.py", run_name="__main__")
+except SystemExit as stop:
+    print(stop.code, "lightning" in sys.modules, "torch" in sys.modules)
+"""
+
+
+@pytest.mark.slow
+def test_eval_without_ckpt_stops_before_importing_lightning_or_torch():
+    """The one-line error comes before the heavy imports (Lightning alone takes ~6 s to import on 2 cores)."""
+    run = subprocess.run([sys.executable, "-c", EVAL_WITHOUT_CKPT], cwd=REPO, capture_output=True, text=True,
+                         timeout=120)
+    assert run.stdout.split() == ["2", "False", "False"], run.stdout + run.stderr[-2000:]
+    assert run.stderr.startswith("error: ckpt=???: must be given on the command line")

@@ -25,7 +25,8 @@ from facelift.data.synthetic.blob_scenes import write_dataset
 from facelift.evaluation.evaluator import evaluate
 from facelift.gaussians import load_ply
 from facelift.models.gslrm.checkpoint import load_gslrm
-from facelift.run import register_resolvers, train
+from facelift.resolvers import register_resolvers
+from facelift.run import train
 from facelift.systems.gslrm_system import GSLRMSystem
 from facelift.systems.optim import warmup_then_decay
 

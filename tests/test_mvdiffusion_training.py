@@ -14,7 +14,7 @@ from facelift.errors import InputError
 from facelift.image_io import write_image
 from facelift.models.mvdiffusion import load_unet
 from facelift.models.mvdiffusion.pipeline import Conditioning
-from facelift.run import register_resolvers
+from facelift.resolvers import register_resolvers
 from facelift.systems.mvdiffusion_system import MVDiffusionSystem, piecewise_constant
 
 VIEWS = [f"cam_{i:03d}.png" for i in range(6)]

@@ -15,7 +15,7 @@ from conftest import REPO
 from facelift.config_check import check_train_config
 from facelift.data.synthetic.blob_scenes import write_dataset
 from facelift.errors import ConfigError
-from facelift.run import register_resolvers
+from facelift.resolvers import register_resolvers
 from facelift.systems.gslrm_system import GSLRMSystem
 from facelift.systems.optim import adamw_with_decay_groups
 from facelift.systems.step_rule import StepRule

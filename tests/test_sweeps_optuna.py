@@ -13,7 +13,7 @@ import yaml
 from hydra import compose, initialize_config_dir
 
 from facelift.data.synthetic.blob_scenes import write_dataset
-from facelift.run import register_resolvers
+from facelift.resolvers import register_resolvers
 
 REPO = Path(__file__).resolve().parents[1]
 METRIC = "val/psnr_fg_novel"  # mouse_gslrm_optuna's optimized_metric (tiny_optuna keeps it)
